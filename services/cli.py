@@ -1,0 +1,98 @@
+"""The `simko` command line. Each subcommand is a thin handler that imports its component lazily,
+so `simko --help` is instant and a component's heavy imports (vLLM, DeepSpeed, Ray) load only
+when used. Subcommands whose component has not been built yet exit with status 2 and say so."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+NOT_BUILT_EXIT = 2
+
+
+class NotBuiltYet(RuntimeError):
+    """A subcommand whose component is planned (see the issue named) but not built yet."""
+
+
+def _not_built(what: str, issue: str) -> Callable[[argparse.Namespace], int]:
+    def handler(_args: argparse.Namespace) -> int:
+        raise NotBuiltYet(f"`simko {what}` is not available yet: it arrives with {issue}.")
+
+    return handler
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.component == "verifier":
+        from verifier.service import run_server
+
+        run_server(args.host, args.port or 8001, args.workers)
+        return 0
+    if args.component == "rollout":
+        from rollout.worker import main as rollout_main
+
+        return rollout_main(args.extra) or 0
+    raise NotBuiltYet(f"`simko serve {args.component}` is not available yet: it arrives with "
+                      f"{'the control-plane issue (#6)' if args.component == 'api' else 'the learner issue (#5)'}.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simko", description="SimKO RLVR training: rollout, verifier, learner.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="train GRPO and SimKO on the embedded tiny model and write a pass@K report")
+    demo.add_argument("--out", default=None, help="run directory (default: runs/demo-<time>/)")
+    demo.add_argument("--minutes", type=float, default=12.0, help="wall-time budget")
+    demo.set_defaults(handler=_not_built("demo", "the embedded-default issue (#7)"))
+
+    train = sub.add_parser("train", help="run a training job locally from a JobSpec YAML")
+    train.add_argument("config")
+    train.add_argument("--out", default=None, help="run directory (default: runs/<job-id>/)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a JobSpec field")
+    train.set_defaults(handler=_not_built("train", "the control-plane issue (#6)"))
+
+    evaluate = sub.add_parser("eval", help="pass@K evaluation of a model directory on a dataset")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--n", type=int, default=64)
+    evaluate.add_argument("--k", default="1,2,4,8,16,32,64")
+    evaluate.set_defaults(handler=_not_built("eval", "the embedded-default issue (#7)"))
+
+    submit = sub.add_parser("submit", help="submit a JobSpec YAML to a running job API")
+    submit.add_argument("config")
+    submit.add_argument("--api", required=True)
+    submit.set_defaults(handler=_not_built("submit", "the control-plane issue (#6)"))
+    for name, text in (("status", "show a job's state"), ("cancel", "cancel a job"), ("logs", "stream a job's metrics")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("job_id", nargs="?" if name == "status" else None)
+        cmd.add_argument("--api", required=True)
+        cmd.set_defaults(handler=_not_built(name, "the control-plane issue (#6)"))
+
+    serve = sub.add_parser("serve", help="run one service of the system in the foreground")
+    serve.add_argument("component", choices=["api", "verifier", "rollout", "learner"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=2, help="verifier grader processes")
+    serve.add_argument("extra", nargs=argparse.REMAINDER, help="component options (rollout: see --help)")
+    serve.set_defaults(handler=_serve)
+
+    report = sub.add_parser("report", help="comparison table and plots across run directories")
+    report.add_argument("run_dirs", nargs="+")
+    report.set_defaults(handler=_not_built("report", "the embedded-default issue (#7)"))
+
+    tiny = sub.add_parser("make-tiny-model", help="build the embedded tiny model and tokenizer locally")
+    tiny.add_argument("--out", required=True)
+    tiny.set_defaults(handler=_not_built("make-tiny-model", "the embedded-default issue (#7)"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except NotBuiltYet as exc:
+        print(f"simko: {exc}", file=sys.stderr)
+        return NOT_BUILT_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
