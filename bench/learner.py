@@ -1,0 +1,132 @@
+"""Learner update throughput and peak memory, SimKO vs GRPO, in one run (same model, same batches).
+
+    source scripts/env.sh && OMP_NUM_THREADS=1 .venv/bin/python bench/learner.py [--updates 3] ...
+
+Prints one JSON object. tokens/s counts trained response tokens (x PPO epochs) per second of
+update() wall time, old-log-prob recomputation included. Peak memory: on GPU the CUDA allocator's
+peak; on CPU the process RSS peak above the RSS before the first update of that loss (sampled every
+2 ms), which includes allocator caching and is a coarser number.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from learner.config import LearnerConfig  # noqa: E402
+from learner.engine import LearnerEngine  # noqa: E402
+from services.messages import Sample, ScoredGroup  # noqa: E402
+from services.tiny_model import build_tiny_model  # noqa: E402
+
+
+class PeakRss:
+    """Background sampler of this process's RSS."""
+
+    def __init__(self, interval_s: float = 0.002) -> None:
+        self.interval_s, self.peak, self._stop = interval_s, 0, threading.Event()
+        self._proc = psutil.Process()
+
+    def __enter__(self):
+        self.base = self.peak = self._proc.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(self.interval_s)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def make_batch(seed: int, groups: int, n: int, vocab: int, prompt_len: int, response_len: int) -> list[ScoredGroup]:
+    rng = random.Random(seed)
+    out = []
+    for g in range(groups):
+        prompt = [rng.randrange(8, vocab) for _ in range(prompt_len)]
+        samples = []
+        for i in range(n):
+            length = rng.randint(response_len // 2, response_len)
+            ids = [rng.randrange(8, vocab) for _ in range(length)]
+            reward = float(rng.random() < 0.5) if i > 1 else float(i)  # never all-equal
+            samples.append(Sample(token_ids=ids, logprobs=[0.0] * length, top_ids=[], top_logprobs=[], text="",
+                                  finish_reason="stop", reward=reward, correct=reward > 0.5))
+        out.append(ScoredGroup(job_id="bench", group_id=f"{seed}-{g}", prompt_token_ids=prompt, task="math",
+                               gold="", samples=samples, policy_version=0, worker_id="bench", index=g))
+    return out
+
+
+def run_loss(loss: str, args, model_dir: Path) -> dict:
+    cfg = LearnerConfig(model_path=str(model_dir), loss=loss, zero_stage=args.zero_stage, lr=1e-5,
+                        batch_prompts=args.groups, mini_batch_prompts=args.groups // 2,
+                        micro_batch_tokens=args.micro_batch_tokens, max_seq_len=args.prompt_len + args.response_len,
+                        seed=0)
+    engine = LearnerEngine(cfg)
+    batch = lambda i: make_batch(i, args.groups, args.n, args.vocab, args.prompt_len, args.response_len)  # noqa: E731
+    engine.update(batch(-1))  # warm-up: first-call allocations and lazy init
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    tokens, seconds = 0, 0.0
+    with PeakRss() as rss:
+        for i in range(args.updates):
+            metrics = engine.update(batch(i))
+            tokens += metrics["perf/response_tokens"]
+            seconds += metrics["perf/update_s"]
+    result = {"tokens_per_s": round(tokens / seconds, 1), "update_s": round(seconds / args.updates, 4),
+              "response_tokens_per_update": tokens // args.updates,
+              "optimizer_steps_per_update": metrics["learner/optimizer_steps"],
+              "peak_rss_delta_mib": round((rss.peak - rss.base) / 2**20, 1),
+              "peak_rss_mib": round(rss.peak / 2**20, 1)}
+    if torch.cuda.is_available():
+        result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if loss == "simko":
+        result["simko/pos_gate_frac"] = round(metrics["simko/pos_gate_frac"], 4)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--groups", type=int, default=8)
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--prompt-len", type=int, default=64)
+    parser.add_argument("--response-len", type=int, default=256)
+    parser.add_argument("--vocab", type=int, default=4096)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--micro-batch-tokens", type=int, default=4096)
+    parser.add_argument("--zero-stage", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_tiny_model(Path(tmp) / "model", vocab_size=args.vocab, hidden=args.hidden,
+                                     layers=args.layers, heads=args.hidden // 64, kv_heads=max(1, args.hidden // 128),
+                                     head_dim=64)
+        results = {loss: run_loss(loss, args, model_dir) for loss in ("grpo", "simko")}
+    out = {
+        "benchmark": "learner_update",
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "config": vars(args),
+        "results": results,
+        "simko_over_grpo_tokens_per_s": round(results["simko"]["tokens_per_s"] / results["grpo"]["tokens_per_s"], 3),
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""ScoredGroups -> filtered rows with advantages -> per-rank micro-batches of padded tensors.
+
+Two steps, both pure and deterministic (every rank runs them on the same full batch and takes its
+own share, so no collective is needed to agree on the plan):
+  prepare_batch:   drop bad groups (counted), handle overlong sequences, compute advantages per group,
+                   skip zero-advantage groups.
+  plan_mini_batch: split a mini-batch's rows across ranks, pack each rank's rows into micro-batches
+                   under a token budget, and pad every rank to the same micro-batch count (ZeRO-2/3
+                   run collectives inside backward, so ranks must run the same number of them).
+Alignment: row = prompt + response; logits at position p predict token p+1. A micro-batch only asks
+the model for the logits from the first response-predicting position on (`logits_to_keep`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+
+from learner.advantages import compute_advantages, dynamic_sampling_keep
+from learner.config import LearnerConfig
+from services.messages import ScoredGroup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One sampled response, ready for the model."""
+
+    input_ids: tuple[int, ...]  # prompt + (possibly truncated) response
+    prompt_len: int
+    advantage: float
+    group: int  # index into PreparedBatch.groups
+
+    @property
+    def length(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def response_len(self) -> int:
+        return len(self.input_ids) - self.prompt_len
+
+
+@dataclass
+class PreparedBatch:
+    groups: list[ScoredGroup]  # groups that train, in input order
+    rows: list[list[Row]]  # rows[g] = the samples of groups[g]
+    seen_group_ids: list[str]  # every input group id, trained or skipped (for de-duplication)
+    counts: Counter = field(default_factory=Counter)  # batch/... counters, see prepare_batch
+    rewards: list[float] = field(default_factory=list)  # rewards of every well-formed group's samples
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    input_ids: torch.Tensor  # [b,S] long, right-padded
+    attention_mask: torch.Tensor  # [b,S] long
+    start: int  # logits of positions start..S-2 are used (they predict tokens start+1..S-1)
+    tokens: torch.Tensor  # [b,S-1-start] long: the predicted tokens
+    mask: torch.Tensor  # [b,S-1-start] bool: True on response tokens
+    advantages: torch.Tensor  # [b] float32
+    weight: float  # this micro-batch's share of the mini-batch loss (0 for padding micro-batches)
+    old_logprobs: torch.Tensor | None = None  # [b,S-1-start], filled by the engine before training
+
+    @property
+    def logits_to_keep(self) -> int:
+        return self.input_ids.shape[1] - self.start
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.mask.sum())
+
+
+def prepare_batch(groups: list[ScoredGroup], cfg: LearnerConfig, *, vocab_size: int) -> PreparedBatch:
+    """Filter and score a batch. Counters (all under `batch/`):
+    groups_in, groups_empty, groups_bad (malformed: NaN reward, empty prompt, ids out of vocabulary),
+    groups_overlong_dropped, samples_truncated, groups_equal_reward (dynamic sampling),
+    groups_zero_advantage, groups_trained, samples_trained."""
+    counts: Counter = Counter(groups_in=len(groups))
+    out = PreparedBatch(groups=[], rows=[], seen_group_ids=[g.group_id for g in groups], counts=counts)
+    candidates: list[tuple[ScoredGroup, list[tuple[tuple[int, ...], int]]]] = []
+    for group in groups:
+        if not group.samples:
+            counts["groups_empty"] += 1
+            continue
+        if not _well_formed(group, vocab_size):
+            counts["groups_bad"] += 1
+            continue
+        sequences = _fit_length(group, cfg, counts)
+        if sequences is None:
+            counts["groups_overlong_dropped"] += 1
+            continue
+        candidates.append((group, sequences))
+        out.rewards.extend(group.rewards)
+    for group, sequences, advantages in _with_advantages(candidates, cfg, counts):
+        index = len(out.groups)
+        out.groups.append(group)
+        out.rows.append([Row(ids, group_prompt_len, float(a), index)
+                         for (ids, group_prompt_len), a in zip(sequences, advantages)])
+    counts["groups_trained"] = len(out.groups)
+    counts["samples_trained"] = sum(len(r) for r in out.rows)
+    return out
+
+
+def _well_formed(group: ScoredGroup, vocab_size: int) -> bool:
+    if not group.prompt_token_ids:  # the first response token needs a preceding position
+        return False
+    if not all(math.isfinite(r) for r in group.rewards):
+        return False
+    ids = list(group.prompt_token_ids) + [t for s in group.samples for t in s.token_ids]
+    return all(0 <= t < vocab_size for t in ids)
+
+
+def _fit_length(group: ScoredGroup, cfg: LearnerConfig, counts: Counter):
+    """[(input_ids, prompt_len)] per sample, or None when the group must be dropped."""
+    prompt = tuple(group.prompt_token_ids)
+    if len(prompt) >= cfg.max_seq_len:
+        return None  # no room for a single response token
+    room = cfg.max_seq_len - len(prompt)
+    overlong = sum(len(s.token_ids) > room for s in group.samples)
+    if overlong and cfg.overlong == "drop":
+        return None  # dropping single samples would bias the group's advantage baseline
+    counts["samples_truncated"] += overlong
+    return [(prompt + tuple(s.token_ids[:room]), len(prompt)) for s in group.samples]
+
+
+def _with_advantages(candidates, cfg: LearnerConfig, counts: Counter):
+    """Yield (group, sequences, advantages) for groups that carry a learning signal, in input order.
+    Estimators take [G, n]; groups are stacked by size n so mixed group sizes still work."""
+    by_size: dict[int, list[int]] = {}
+    for i, (group, _) in enumerate(candidates):
+        by_size.setdefault(len(group.samples), []).append(i)
+    advantages: dict[int, torch.Tensor] = {}
+    for indices in by_size.values():
+        rewards = torch.tensor([candidates[i][0].rewards for i in indices], dtype=torch.float64)
+        keep = dynamic_sampling_keep(rewards) if cfg.dynamic_sampling else torch.ones(len(indices), dtype=torch.bool)
+        try:
+            values = compute_advantages(cfg.advantage, rewards, **cfg.advantage_hparams)
+        except ValueError as exc:  # the estimator rejects this group size (e.g. pass@k with n < k)
+            log.warning("skipping %d groups of size %d: %s", len(indices), rewards.shape[1], exc)
+            counts["groups_bad"] += len(indices)
+            continue
+        for row, i in enumerate(indices):
+            if not keep[row]:
+                counts["groups_equal_reward"] += 1
+            elif not bool((values[row] != 0).any()):
+                counts["groups_zero_advantage"] += 1  # no gradient: training on it only costs time
+            else:
+                advantages[i] = values[row]
+    for i, (group, sequences) in enumerate(candidates):
+        if i in advantages:
+            yield group, sequences, advantages[i].tolist()
+
+
+def mini_batches(batch: PreparedBatch, mini_batch_prompts: int) -> list[list[Row]]:
+    """Consecutive chunks of mini_batch_prompts trained groups, flattened to rows."""
+    chunks = [batch.rows[i:i + mini_batch_prompts] for i in range(0, len(batch.rows), mini_batch_prompts)]
+    return [[row for group_rows in chunk for row in group_rows] for chunk in chunks]
+
+
+def plan_mini_batch(rows: list[Row], cfg: LearnerConfig, *, rank: int, world_size: int,
+                    pad_id: int, aggregation: str) -> list[MicroBatch]:
+    """This rank's micro-batches for one mini-batch (every rank gets the same count)."""
+    shards = _split_across_ranks(rows, world_size)
+    packed = [_pack(shard, cfg.micro_batch_tokens) for shard in shards]
+    steps = max(len(p) for p in packed)
+    total = _normaliser(rows, aggregation)
+    mine = packed[rank]
+    out = [collate(chunk, pad_id, weight=world_size * _normaliser(chunk, aggregation) / total) for chunk in mine]
+    # Padding micro-batches: a real row with weight 0, so forward/backward (and the ZeRO collectives
+    # inside them) run on every rank while contributing exactly zero gradient.
+    filler = min(rows, key=lambda r: r.length)
+    out += [collate([filler], pad_id, weight=0.0) for _ in range(steps - len(mine))]
+    return out
+
+
+def _normaliser(rows: list[Row], aggregation: str) -> float:
+    """How the loss library normalises: token-mean divides by response tokens, the seq-mean
+    variants by rows. A micro-batch's weight is its share of the mini-batch normaliser; DeepSpeed
+    averages gradients over ranks, hence the world_size factor in plan_mini_batch."""
+    if aggregation == "token-mean":
+        return float(max(sum(r.response_len for r in rows), 1))
+    if aggregation == "seq-mean-token-mean":
+        return float(max(sum(r.response_len > 0 for r in rows), 1))
+    return float(max(len(rows), 1))
+
+
+def _split_across_ranks(rows: list[Row], world_size: int) -> list[list[Row]]:
+    """Longest-first greedy: each row goes to the rank with the fewest tokens so far (ties: lowest rank)."""
+    shards: list[list[Row]] = [[] for _ in range(world_size)]
+    load = [0] * world_size
+    for row in sorted(rows, key=lambda r: -r.length):
+        target = min(range(world_size), key=lambda k: (load[k], k))
+        shards[target].append(row)
+        load[target] += row.length
+    return shards
+
+
+def _pack(rows: list[Row], budget: int) -> list[list[Row]]:
+    """Rows sorted longest first, filled while rows x longest <= budget (a row over budget goes alone)."""
+    chunks: list[list[Row]] = []
+    for row in sorted(rows, key=lambda r: -r.length):
+        if chunks and (len(chunks[-1]) + 1) * chunks[-1][0].length <= budget:
+            chunks[-1].append(row)
+        else:
+            chunks.append([row])
+    return chunks
+
+
+def collate(rows: list[Row], pad_id: int, *, weight: float) -> MicroBatch:
+    width = max(r.length for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    response = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        input_ids[i, :row.length] = torch.tensor(row.input_ids, dtype=torch.long)
+        attention[i, :row.length] = 1
+        response[i, row.prompt_len:row.length] = True
+    start = min(r.prompt_len for r in rows) - 1  # >= 0: prompts are non-empty
+    return MicroBatch(
+        input_ids=input_ids,
+        attention_mask=attention,
+        start=start,
+        tokens=input_ids[:, start + 1:],
+        mask=response[:, start + 1:],
+        advantages=torch.tensor([r.advantage for r in rows], dtype=torch.float32),
+        weight=weight,
+    )

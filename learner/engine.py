@@ -1,0 +1,245 @@
+"""The learner engine: a Hugging Face causal LM in DeepSpeed, updated with a registered policy loss.
+
+`LearnerEngine.update(groups)` is the whole algorithm and reads top to bottom:
+    filter groups + advantages -> mini-batch / micro-batch plan -> old log-probs (pre-update weights)
+    -> for each PPO epoch and mini-batch: forward -> token stats + loss -> backward ... -> step.
+It runs the same single-process, under torchrun / the deepspeed launcher, or inside Ray actors that
+set RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT; every rank receives the same full batch and
+trains its own share of it (see batching.plan_mini_batch).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import deepspeed
+import torch
+from deepspeed.accelerator import get_accelerator
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from learner.batching import MicroBatch, mini_batches, plan_mini_batch, prepare_batch
+from learner.config import LearnerConfig
+from learner.distributed import any_rank, init_process_group
+from learner.losses import compute_policy_loss, make_hparams
+from learner.metrics import StatsAccumulator
+from learner.state import LearnerState
+from learner.token_stats import token_logprobs
+from services.messages import ScoredGroup
+
+
+@dataclass(frozen=True)
+class StepResult:
+    applied: bool
+    loss: float  # this rank's share of the mini-batch loss (summed over ranks = the loss)
+    grad_norm: float
+
+
+class _Warmup:
+    """LR multiplier: linear warm-up over `steps` optimizer steps, then constant. A class (not a
+    lambda) so the scheduler's state_dict, saved in checkpoints, carries it."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def __call__(self, step: int) -> float:
+        return 1.0 if self.steps == 0 else min(1.0, (step + 1) / self.steps)
+
+
+def deepspeed_config(cfg: LearnerConfig, world_size: int) -> dict:
+    return {
+        # Batch sizes here only feed DeepSpeed's own bookkeeping: the learner sizes micro-batches by
+        # tokens and owns the accumulation boundary (managed_gradient_accumulation=False: backward()
+        # accumulates, step() is the boundary), so mini-batches may hold any number of micro-batches.
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": world_size,
+        "managed_gradient_accumulation": False,
+        "gradient_clipping": cfg.grad_clip,
+        "bf16": {"enabled": cfg.precision == "bf16"},
+        "zero_optimization": {
+            "stage": cfg.zero_stage,
+            # Tiny models would otherwise keep every parameter whole under ZeRO-3 (PLATFORM.md).
+            "stage3_param_persistence_threshold": 0,
+            "overlap_comm": False,
+        },
+        # torch AdamW as the client optimizer: no FusedAdam / CPUAdam compilation.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+class LearnerEngine:
+    def __init__(self, cfg: LearnerConfig) -> None:
+        self.cfg = cfg
+        self.rank, self.world_size = init_process_group(cfg.dist_backend)
+        torch.manual_seed(cfg.seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+        model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.model_config = model.config
+        self.vocab_size = model.config.vocab_size
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
+                                      weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _Warmup(cfg.warmup_steps))
+        self.ds, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                                config=deepspeed_config(cfg, self.world_size))
+        self.ds.train()  # from_pretrained returns eval mode; gradient checkpointing needs train mode
+        self.device = torch.device(get_accelerator().current_device_name())
+        self.loss_hparams = cfg.effective_loss_hparams
+        self.aggregation = make_hparams(cfg.loss, **self.loss_hparams).aggregation
+        self.state = LearnerState()
+
+    # ------------------------------------------------------------------ the update
+    def update(self, groups: list[ScoredGroup]) -> dict:
+        """Apply one batch of scored groups; return flat metrics. Never raises on bad data: empty
+        batches, zero-advantage groups, overlong sequences and NaN losses are skipped and counted."""
+        started = time.perf_counter()
+        fresh = [g for g in groups if g.group_id not in self.state.applied_group_ids]
+        batch = prepare_batch(fresh, self.cfg, vocab_size=self.vocab_size)
+        batch.counts["groups_duplicate"] = len(groups) - len(fresh)
+
+        plans = [self.plan(rows) for rows in mini_batches(batch, self.cfg.mini_batch_prompts)]
+        # Old log-probs under the pre-update weights, for every mini-batch, before the first step.
+        plans = [[self.with_old_logprobs(mb) for mb in plan] for plan in plans]
+
+        stats = StatsAccumulator()
+        steps = [self.train_mini_batch(plan, stats) for _ in range(self.cfg.ppo_epochs) for plan in plans]
+
+        response_tokens = sum(r.response_len for rows in batch.rows for r in rows) * self.cfg.ppo_epochs
+        self._record(batch, steps)
+        return self._metrics(batch, steps, stats, response_tokens, time.perf_counter() - started)
+
+    def plan(self, rows) -> list[MicroBatch]:
+        return plan_mini_batch(rows, self.cfg, rank=self.rank, world_size=self.world_size,
+                               pad_id=self.pad_id, aggregation=self.aggregation)
+
+    @torch.no_grad()
+    def with_old_logprobs(self, mb: MicroBatch) -> MicroBatch:
+        logits = self.logits(mb)
+        return replace(mb, old_logprobs=token_logprobs(logits, mb.tokens.to(self.device),
+                                                       chunk_size=self.cfg.logprob_chunk_size).float())
+
+    def logits(self, mb: MicroBatch) -> torch.Tensor:
+        """[b, T, V] float32 logits divided by the sampling temperature; logits[:, t] predicts
+        mb.tokens[:, t]. Only positions from the first response-predicting one are projected."""
+        out = self.ds(input_ids=mb.input_ids.to(self.device), attention_mask=mb.attention_mask.to(self.device),
+                      logits_to_keep=mb.logits_to_keep, use_cache=False)
+        return out.logits[:, :-1].float() / self.cfg.temperature
+
+    def policy_loss(self, logits: torch.Tensor, mb: MicroBatch, loss: str | None = None):
+        """(loss, stats), or (None, {}) when the loss would not be finite. `loss` overrides the
+        configured loss name (tests compare SimKO and GRPO through the same forward)."""
+        dev = logits.device
+        old = mb.old_logprobs.to(dev)
+        # One host sync: the loss library raises on non-finite inputs; here that is a skipped step.
+        if not bool(torch.isfinite(logits).all() & (torch.isfinite(old) | ~mb.mask.to(dev)).all()):
+            return None, {}
+        name = loss or self.cfg.loss
+        hparams = self.loss_hparams if loss is None else {}
+        value, stats = compute_policy_loss(name, logits=logits, tokens=mb.tokens.to(dev), old_logprobs=old,
+                                           advantages=mb.advantages.to(dev), mask=mb.mask.to(dev), **hparams)
+        if not bool(torch.isfinite(value)):
+            return None, {}
+        return value, stats
+
+    def train_mini_batch(self, plan: list[MicroBatch], stats: StatsAccumulator) -> StepResult:
+        """Accumulate gradients over this rank's micro-batches, then one optimizer step."""
+        poisoned, loss_share = False, 0.0
+        for mb in plan:
+            logits = self.logits(mb)
+            loss, mb_stats = self.policy_loss(logits, mb)
+            if loss is None:
+                # Backward still runs so every rank executes the same ZeRO collectives; NaN gradients
+                # make DeepSpeed's ZeRO optimizers discard the whole accumulated step (their overflow
+                # path). Stage 0 has no such path: _step drops the gradients itself.
+                poisoned = True
+                objective = logits.sum() * float("nan")
+            else:
+                objective = loss * mb.weight
+                loss_share += float(loss.detach()) * mb.weight / self.world_size
+                if mb.weight > 0:
+                    stats.add(mb_stats, weight=float(mb.num_tokens))
+            self.ds.backward(objective, scale_wrt_gas=False)
+        return self._step(poisoned, loss_share)
+
+    def _step(self, poisoned: bool, loss_share: float) -> StepResult:
+        if self.cfg.zero_stage == 0:
+            if any_rank(poisoned):
+                self.ds.zero_grad()  # stage 0 reduces inside step(): nothing left the ranks yet
+                return StepResult(applied=False, loss=math.nan, grad_norm=math.nan)
+            # DeepSpeed does not report the norm at stage 0; before step() it is this rank's
+            # (pre-all-reduce) norm, exact for one process.
+            grads = [p.grad for p in self.ds.module.parameters() if p.grad is not None]
+            grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+            self.ds.step()
+        else:
+            self.ds.step()
+            norm = self.ds.get_global_grad_norm()
+            grad_norm = float(norm) if norm is not None else math.nan
+        applied = self.ds.was_step_applied()
+        if poisoned and applied:
+            raise RuntimeError("DeepSpeed applied an optimizer step with NaN gradients; weights are corrupt")
+        return StepResult(applied=applied, loss=loss_share if applied else math.nan, grad_norm=grad_norm)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _record(self, batch, steps: list[StepResult]) -> None:
+        applied = sum(s.applied for s in steps)
+        self.state.step += 1
+        self.state.optimizer_steps += applied
+        if applied:
+            self.state.weight_version += 1
+        self.state.applied_group_ids.update(batch.seen_group_ids)
+        self.state.counters.update({f"batch/{k}": v for k, v in batch.counts.items()})
+        self.state.counters["learner/steps_skipped"] += len(steps) - applied
+
+    def _metrics(self, batch, steps: list[StepResult], stats: StatsAccumulator, response_tokens: int,
+                 elapsed: float) -> dict:
+        applied = [s for s in steps if s.applied]
+        losses = _sum_over_ranks([s.loss for s in applied])
+        metrics = {
+            "learner/step": self.state.step,
+            "learner/weight_version": self.state.weight_version,
+            "learner/optimizer_steps": len(applied),
+            "learner/steps_skipped": len(steps) - len(applied),
+            "learner/lr": self.ds.get_lr()[0],
+            "loss/policy": sum(losses) / len(losses) if losses else math.nan,
+            "loss/grad_norm": sum(s.grad_norm for s in applied) / len(applied) if applied else math.nan,
+            "perf/update_s": elapsed,
+            "perf/response_tokens": response_tokens,
+            "perf/tokens_per_s": response_tokens / elapsed if elapsed > 0 else 0.0,
+        }
+        metrics.update({f"batch/{k}": v for k, v in sorted(batch.counts.items())})
+        if batch.rewards:
+            metrics["reward/mean"] = sum(batch.rewards) / len(batch.rewards)
+        metrics.update(stats.result())
+        return metrics
+
+    # ------------------------------------------------------------------ weights
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The full weights (CPU tensors) on rank 0, None on other ranks. Every rank must call it:
+        under ZeRO-3 the parameters are gathered collectively."""
+        module = self.ds.module
+        if self.cfg.zero_stage == 3:
+            with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+                return _cpu_copy(module) if self.rank == 0 else None
+        return _cpu_copy(module) if self.rank == 0 else None
+
+
+def _cpu_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().to("cpu", copy=True) for name, value in module.state_dict().items()}
+
+
+def _sum_over_ranks(values: list[float]) -> list[float]:
+    """Element-wise sum over ranks of equally long lists (each rank holds its loss share)."""
+    import torch.distributed as dist
+
+    if not values or not dist.is_initialized() or dist.get_world_size() == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()

@@ -1,0 +1,28 @@
+"""Helpers for the learner engine tests: synthetic scored groups on the tiny model's vocabulary."""
+from __future__ import annotations
+
+import random
+
+from services.messages import Sample, ScoredGroup
+
+
+def make_groups(count: int, *, n: int = 4, vocab: int = 512, prompt_len: tuple[int, int] = (4, 10),
+                response_len: tuple[int, int] = (3, 12), seed: int = 0, prefix: str = "g",
+                rewards: list[list[float]] | None = None) -> list[ScoredGroup]:
+    """`count` groups of `n` random responses; rewards alternate 0/1 so every group has signal
+    (unless given). Ids avoid the special tokens at the bottom of the vocabulary."""
+    rng = random.Random(seed)
+    groups = []
+    for g in range(count):
+        prompt = [rng.randrange(8, vocab) for _ in range(rng.randint(*prompt_len))]
+        group_rewards = rewards[g] if rewards is not None else [float((i + g) % 2) for i in range(n)]
+        samples = []
+        for i in range(n):
+            ids = [rng.randrange(8, vocab) for _ in range(rng.randint(*response_len))]
+            samples.append(Sample(token_ids=ids, logprobs=[0.0] * len(ids), top_ids=[], top_logprobs=[],
+                                  text="", finish_reason="stop", reward=group_rewards[i],
+                                  correct=group_rewards[i] > 0.5))
+        groups.append(ScoredGroup(job_id="test", group_id=f"{prefix}{seed}-{g}", prompt_token_ids=prompt,
+                                  task="math", gold="0", samples=samples, policy_version=0, worker_id="w0",
+                                  index=g))
+    return groups
