@@ -1,0 +1,34 @@
+"""Run the verifier HTTP service: `python -m verifier.service --host H --port P --workers W`.
+
+`--workers` is the grader pool size (processes that grade); uvicorn itself runs one async process,
+since the grading work already happens in the pool. Other settings come from SIMKO_VERIFIER_* env.
+"""
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from verifier.app import create_app
+from verifier.settings import VerifierSettings
+
+
+def run_server(host: str, port: int, workers: int) -> None:
+    """Serve until interrupted (blocking). Used by `simko serve verifier`."""
+    settings = VerifierSettings(host=host, port=port, workers=workers)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                timeout_graceful_shutdown=10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = VerifierSettings()
+    parser = argparse.ArgumentParser(prog="python -m verifier.service", description=__doc__)
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=defaults.port)
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="grader processes")
+    args = parser.parse_args(argv)
+    run_server(args.host, args.port, args.workers)
+
+
+if __name__ == "__main__":
+    main()
