@@ -211,8 +211,10 @@ class GraderPool:
             self.restarts += 1
         log.info("replaced grader worker (%s)", why)
 
-    def _grade_on(self, worker: _Worker, item: Item) -> Verdict:
-        if worker.process is None or not worker.alive():
+    def _grade_on(self, worker: _Worker, item: Item, retry_dead: bool = True) -> Verdict:
+        # A ready, idle worker never writes unprompted: a readable socket means EOF, i.e. it died
+        # (possibly so recently that the process is not reaped yet).
+        if worker.process is None or not worker.alive() or (worker.ready and _readable(worker)):
             self._replace(worker, "found dead")
         elif worker.items_done >= self.recycle_after:
             self._replace(worker, "recycled")  # bounds growth of sympy/math-verify caches
@@ -224,6 +226,14 @@ class GraderPool:
         assert worker.conn is not None
         try:
             worker.conn.send((item.task, item.response, item.gold))
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            # The worker died before it got the item (killed between the liveness check and the
+            # send): the item itself is innocent, so it gets one fresh worker.
+            self._replace(worker, "dead at dispatch")
+            if retry_dead:
+                return self._grade_on(worker, item, retry_dead=False)
+            return Verdict.failed("error", None, "grader worker died before grading")
+        try:
             outcome = self._wait(worker)
             if outcome == "timeout":
                 with self._lock:
@@ -246,6 +256,13 @@ class GraderPool:
         if not keeps_running:  # e.g. it hit the memory cap and is exiting: replace it now
             self._replace(worker, "exiting after " + (verdict.detail or verdict.status))
         return verdict
+
+
+def _readable(worker: _Worker) -> bool:
+    try:
+        return worker.conn is not None and worker.conn.poll(0)
+    except (OSError, EOFError):
+        return True
 
 
 def grade_with_deadline(items: list[Item], **pool_kwargs) -> list[Verdict]:

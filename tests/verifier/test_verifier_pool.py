@@ -4,6 +4,7 @@ import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 from verifier.pool import GraderPool, Item
@@ -61,6 +62,18 @@ def test_timeout_kills_only_that_worker_and_others_proceed(pool):
     assert pool.grade(EASY).correct  # the replacement works
 
 
+def _wait_gone(pids, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.01)
+
+
 def test_worker_killed_mid_item_gives_error_and_is_replaced(pool):
     pids_before = set(pool.pids())
     result = {}
@@ -69,9 +82,13 @@ def test_worker_killed_mid_item_gives_error_and_is_replaced(pool):
     time.sleep(0.5)
     for pid in pids_before:  # kill both: one is grading SLOW, the other is idle
         os.kill(pid, signal.SIGKILL)
+    # SIGKILL is asynchronous: wait until both are really gone, so an item dispatched next is not
+    # racing a worker that is still being torn down (that race gives an honest "error" verdict).
+    _wait_gone(pids_before)
     t.join(timeout=DEADLINE + 5)
     assert result["v"].status == "error" and "died" in result["v"].detail
-    assert all(v.correct for v in pool.grade_many([EASY] * 4))
+    verdicts = pool.grade_many([EASY] * 4)
+    assert all(v.correct for v in verdicts), verdicts
     assert not pids_before & set(pool.pids()) and pool.alive_workers() == 2
 
 
