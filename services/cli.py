@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
 NOT_BUILT_EXIT = 2
@@ -27,12 +28,77 @@ def _serve(args: argparse.Namespace) -> int:
 
         run_server(args.host, args.port or 8001, args.workers)
         return 0
+    if args.component == "api":
+        from services.api import run_server as run_api
+
+        run_api(args.host, args.port or 8000)
+        return 0
     if args.component == "rollout":
         from rollout.worker import main as rollout_main
 
         return rollout_main(args.extra) or 0
-    raise NotBuiltYet(f"`simko serve {args.component}` is not available yet: it arrives with "
-                      f"{'the control-plane issue (#6)' if args.component == 'api' else 'the learner issue (#5)'}.")
+    raise NotBuiltYet("`simko serve learner` as a standalone process is not available yet: the learner runs "
+                      "as a Ray actor of each job's controller (start the node with `ray start`).")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from services.jobs import JobState, new_job_id
+    from services.jobspec import JobSpec, JobSpecError
+
+    try:
+        spec = JobSpec.from_yaml(args.config, args.set)
+    except JobSpecError as exc:
+        print(f"simko train: {exc}", file=sys.stderr)
+        return 2
+    from services.controller import run_job
+    from services.progress import StepProgress
+
+    job_id = new_job_id(spec.name)
+    run_dir = Path(args.out or Path("runs") / job_id).resolve()
+    with StepProgress(total=spec.trainer.steps, title=f"{spec.name} ({spec.algorithm.loss})") as progress:
+        outcome = run_job(spec, job_id=job_id, run_dir=run_dir, on_step=progress.update)
+    print(f"{outcome.value}: {run_dir / 'metrics.jsonl'}")
+    return 0 if outcome is JobState.SUCCEEDED else 1
+
+
+def _api_command(args: argparse.Namespace) -> int:
+    """submit / status / cancel / logs / scale against a running job API."""
+    import json
+    import time
+
+    from services.api_client import ApiError, JobApiClient
+    from services.jobspec import JobSpec, JobSpecError
+
+    client = JobApiClient(args.api, token=args.token)
+    try:
+        if args.command == "submit":
+            try:
+                spec = JobSpec.from_yaml(args.config, args.set)  # validate (and resolve paths) before sending
+            except JobSpecError as exc:
+                print(f"simko submit: {exc}", file=sys.stderr)
+                return 2
+            print(client.submit(spec.model_dump(mode="json")))
+        elif args.command == "status":
+            print(json.dumps(client.job(args.job_id) if args.job_id else client.jobs(), indent=2))
+        elif args.command == "cancel":
+            print(json.dumps(client.cancel(args.job_id)))
+        elif args.command == "scale":
+            print(json.dumps(client.scale(args.job_id, args.replicas)))
+        elif args.command == "logs":
+            seen = 0
+            while True:
+                for row in client.metrics(args.job_id, since=seen):
+                    print(json.dumps(row), flush=True)
+                    seen += 1
+                if not args.follow or client.job(args.job_id)["state"] in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(2.0)
+    except ApiError as exc:
+        print(f"simko {args.command}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config")
     train.add_argument("--out", default=None, help="run directory (default: runs/<job-id>/)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a JobSpec field")
-    train.set_defaults(handler=_not_built("train", "the control-plane issue (#6)"))
+    train.set_defaults(handler=_train)
 
     evaluate = sub.add_parser("eval", help="pass@K evaluation of a model directory on a dataset")
     evaluate.add_argument("--model", required=True)
@@ -59,13 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="submit a JobSpec YAML to a running job API")
     submit.add_argument("config")
-    submit.add_argument("--api", required=True)
-    submit.set_defaults(handler=_not_built("submit", "the control-plane issue (#6)"))
-    for name, text in (("status", "show a job's state"), ("cancel", "cancel a job"), ("logs", "stream a job's metrics")):
+    submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a JobSpec field")
+    for name, text in (("status", "show one job, or all jobs"), ("cancel", "cancel a job"),
+                       ("logs", "print a job's step metrics (JSON lines)"), ("scale", "resize a job's rollout pool")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("job_id", nargs="?" if name == "status" else None)
-        cmd.add_argument("--api", required=True)
-        cmd.set_defaults(handler=_not_built(name, "the control-plane issue (#6)"))
+        if name == "scale":
+            cmd.add_argument("replicas", type=int)
+        if name == "logs":
+            cmd.add_argument("--follow", "-f", action="store_true")
+    for cmd in (submit, *(sub.choices[n] for n in ("status", "cancel", "logs", "scale"))):
+        cmd.add_argument("--api", default="http://127.0.0.1:8000", help="job API base URL")
+        cmd.add_argument("--token", default=None, help="bearer token (default: $SIMKO_API_TOKEN)")
+        cmd.set_defaults(handler=_api_command)
 
     serve = sub.add_parser("serve", help="run one service of the system in the foreground")
     serve.add_argument("component", choices=["api", "verifier", "rollout", "learner"])

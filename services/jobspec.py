@@ -103,6 +103,7 @@ class TrainerSection(_Section):
     save_every: int = Field(0, ge=0)  # checkpoint cadence in steps (0: only at the end)
     eval_every: int = Field(0, ge=0)
     export_final: bool = True  # write the final model in Hugging Face format
+    rollout_timeout_s: float = Field(1800.0, gt=0)  # fail the job when no scored group arrives this long
     seed: int = 0
 
 
