@@ -75,7 +75,7 @@ class MicroBatch:
 
 def prepare_batch(groups: list[ScoredGroup], cfg: LearnerConfig, *, vocab_size: int) -> PreparedBatch:
     """Filter and score a batch. Counters (all under `batch/`):
-    groups_in, groups_empty, groups_bad (malformed: NaN reward, empty prompt, ids out of vocabulary),
+    groups_in, groups_empty, groups_error (rollout-side failure), groups_bad (malformed: NaN reward, empty prompt, ids out of vocabulary),
     groups_overlong_dropped, samples_truncated, groups_equal_reward (dynamic sampling),
     groups_zero_advantage, groups_trained, samples_trained."""
     counts: Counter = Counter(groups_in=len(groups))
@@ -84,6 +84,9 @@ def prepare_batch(groups: list[ScoredGroup], cfg: LearnerConfig, *, vocab_size: 
     for group in groups:
         if not group.samples:
             counts["groups_empty"] += 1
+            continue
+        if group.error:  # the rollout side failed this prompt (e.g. longer than the context)
+            counts["groups_error"] += 1
             continue
         if not _well_formed(group, vocab_size):
             counts["groups_bad"] += 1

@@ -125,6 +125,9 @@ def create_app(settings: ApiSettings | None = None, *, launcher: ControllerLaunc
             spec = JobSpec.parse(body)
         except JobSpecError as exc:
             raise HTTPException(status_code=422, detail=exc.errors) from None
+        if spec.verifier.url is None and settings.verifier_url:
+            # The deployment's shared verifier service, rather than a private one per job.
+            spec = spec.model_copy(update={"verifier": spec.verifier.model_copy(update={"url": settings.verifier_url})})
         job_id = new_job_id(spec.name)
         record = JobRecord(id=job_id, name=spec.name, state=JobState.QUEUED, spec=spec.model_dump(mode="json"),
                            run_dir=str((settings.runs_dir / job_id).resolve()))

@@ -26,12 +26,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.component == "verifier":
         from verifier.service import run_server
 
-        run_server(args.host, args.port or 8001, args.workers)
+        run_server(args.host, args.port, args.workers)  # None: SIMKO_VERIFIER_* settings decide
         return 0
     if args.component == "api":
         from services.api import run_server as run_api
 
-        run_api(args.host, args.port or 8000)
+        run_api(args.host or "127.0.0.1", args.port or 8000)
         return 0
     if args.component == "rollout":
         from rollout.worker import main as rollout_main
@@ -59,6 +59,69 @@ def _train(args: argparse.Namespace) -> int:
         outcome = run_job(spec, job_id=job_id, run_dir=run_dir, on_step=progress.update)
     print(f"{outcome.value}: {run_dir / 'metrics.jsonl'}")
     return 0 if outcome is JobState.SUCCEEDED else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import time
+
+    from services.demo import DemoPlan, run_demo
+
+    try:
+        plan = DemoPlan.for_minutes(args.minutes, seed=args.seed)
+        plan = plan.with_sizes(steps=args.steps, held_out=args.held_out, n_eval=args.n_eval)
+        plan = plan.with_overrides(args.set)
+    except ValueError as exc:
+        print(f"simko demo: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
+    print(f"simko demo: {plan.steps} steps per algorithm (budget {args.minutes:g} min) -> {out}")
+    report = run_demo(out, plan)
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from services.eval_cmd import EvalSettings, evaluate, format_table, parse_ks
+
+    try:
+        settings = EvalSettings(n=args.n, ks=parse_ks(args.k), template=args.template, max_tokens=args.max_tokens,
+                                temperature=args.temperature, seed=args.seed, max_model_len=args.max_model_len)
+    except ValueError as exc:
+        print(f"simko eval: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out or Path("runs") / f"eval-{Path(args.model).name}-{Path(args.data).stem}").resolve()
+    result = evaluate(args.model, args.data, settings, out_dir=out, fmt=args.format, default_task=args.task,
+                      limit=args.limit)
+    print(format_table({args.model: result["pass_at_k"]}))
+    print(f"per-problem counts: {out / 'counts.jsonl'}; table: {out / 'pass_at_k.json'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from services.report import load_run, write_report
+
+    try:
+        runs = [load_run(d) for d in args.run_dirs]
+    except FileNotFoundError as exc:
+        print(f"simko report: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out or (Path(args.run_dirs[0]) if len(runs) == 1 else Path("runs") / "report"))
+    print(f"report: {write_report(runs, out)}")
+    return 0
+
+
+def _make_tiny_model(args: argparse.Namespace) -> int:
+    import json
+
+    from services.make_tiny import TinyRecipe, build
+
+    recipe = TinyRecipe(seed=args.seed, sft_steps=args.steps)
+    result = build(args.out, recipe)
+    print(json.dumps({"pass_at_k": result["pass_at_k"], "per_task": result["per_task"],
+                      "sft_seconds": result["sft_seconds"]}, indent=2))
+    print(f"model: {args.out}")
+    return 0
 
 
 def _api_command(args: argparse.Namespace) -> int:
@@ -108,7 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train GRPO and SimKO on the embedded tiny model and write a pass@K report")
     demo.add_argument("--out", default=None, help="run directory (default: runs/demo-<time>/)")
     demo.add_argument("--minutes", type=float, default=12.0, help="wall-time budget")
-    demo.set_defaults(handler=_not_built("demo", "the embedded-default issue (#7)"))
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--steps", type=int, default=None, help="learner steps per algorithm (default: from --minutes)")
+    demo.add_argument("--held-out", type=int, default=None, help="held-out problems evaluated")
+    demo.add_argument("--n-eval", type=int, default=None, help="samples per held-out problem (pass@K up to it)")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a field of both arms' JobSpec (e.g. learner.lr=1e-4)")
+    demo.set_defaults(handler=_demo)
 
     train = sub.add_parser("train", help="run a training job locally from a JobSpec YAML")
     train.add_argument("config")
@@ -121,7 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--n", type=int, default=64)
     evaluate.add_argument("--k", default="1,2,4,8,16,32,64")
-    evaluate.set_defaults(handler=_not_built("eval", "the embedded-default issue (#7)"))
+    evaluate.add_argument("--out", default=None, help="where counts.jsonl and pass_at_k.json go")
+    evaluate.add_argument("--template", default="boxed",
+                          help="prompt template name (services.data.TEMPLATES) or a string with {prompt}")
+    evaluate.add_argument("--format", default="auto", help="dataset layout (auto, jsonl, json, parquet, math, gsm8k, bbh)")
+    evaluate.add_argument("--task", default="math", help="verifier task for rows that do not name one")
+    evaluate.add_argument("--max-tokens", type=int, default=512)
+    evaluate.add_argument("--max-model-len", type=int, default=2048)
+    evaluate.add_argument("--temperature", type=float, default=1.0)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
+    evaluate.set_defaults(handler=_eval)
 
     submit = sub.add_parser("submit", help="submit a JobSpec YAML to a running job API")
     submit.add_argument("config")
@@ -141,24 +220,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one service of the system in the foreground")
     serve.add_argument("component", choices=["api", "verifier", "rollout", "learner"])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--workers", type=int, default=2, help="verifier grader processes")
-    serve.add_argument("extra", nargs=argparse.REMAINDER, help="component options (rollout: see --help)")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or SIMKO_VERIFIER_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="default: api 8000, verifier 8001 (or SIMKO_VERIFIER_PORT)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="verifier grader processes (default: SIMKO_VERIFIER_WORKERS, else 2)")
+    # Rollout options (`simko serve rollout --job J --model M ...`) are collected by parse_args below.
     serve.set_defaults(handler=_serve)
 
     report = sub.add_parser("report", help="comparison table and plots across run directories")
     report.add_argument("run_dirs", nargs="+")
-    report.set_defaults(handler=_not_built("report", "the embedded-default issue (#7)"))
+    report.add_argument("--out", default=None, help="report folder (default: the run, or runs/report)")
+    report.set_defaults(handler=_report)
 
     tiny = sub.add_parser("make-tiny-model", help="build the embedded tiny model and tokenizer locally")
     tiny.add_argument("--out", required=True)
-    tiny.set_defaults(handler=_not_built("make-tiny-model", "the embedded-default issue (#7)"))
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--steps", type=int, default=400, help="supervised warm-start steps")
+    tiny.set_defaults(handler=_make_tiny_model)
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line. `serve rollout` hands options it does not know to the rollout
+    worker's own parser (its --job, --model, ... options); any other unknown option is an error.
+    Options may come before or after the component."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    args.extra = unknown
+    if unknown and not (args.command == "serve" and args.component == "rollout"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.handler(args) or 0
     except NotBuiltYet as exc:

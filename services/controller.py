@@ -35,7 +35,8 @@ from services.jobs import JobState, JobStore
 from services.jobspec import JobSpec
 from services.local_stack import LocalStack
 from services.models import resolve_model_path
-from services.queues import PROMPTS_GROUP, QueueConfig, RedisStream, prompts_stream, rollouts_stream
+from services.queues import (PROMPTS_GROUP, ROLLOUTS_GROUP, QueueConfig, QueueUnavailable, RedisStream,
+                             prompts_stream, rollouts_stream)
 from services.rollout_pool import RolloutPool
 
 log = logging.getLogger("simko.controller")
@@ -66,7 +67,7 @@ def rollout_config(ctx: JobContext) -> RolloutConfig:
 
 def learner_config(ctx: JobContext) -> dict:
     s, a = ctx.spec, ctx.spec.algorithm
-    section = s.learner.model_dump(exclude={"num_cpus", "num_gpus"})
+    section = s.learner.model_dump(exclude={"num_cpus", "num_gpus", "resources"})
     return dict(section, model_path=s.model.path, loss=a.loss, loss_hparams=a.loss_hparams,
                 advantage=a.advantage, advantage_hparams=a.advantage_hparams,
                 dynamic_sampling=a.dynamic_sampling, temperature=s.rollout.temperature, seed=s.trainer.seed,
@@ -89,6 +90,35 @@ class MetricsLog:
             self.ctx.on_step(metrics)
 
 
+class PromptSupply:
+    """Keeps (max_staleness + 1) batches of prompts in flight on the prompt stream, and re-feeds
+    in-flight groups that vanished (a Redis restart without persistence): their ids are stable and
+    the learner de-duplicates, so re-feeding can never train a group twice."""
+
+    def __init__(self, feeder: PromptFeeder, prompts: RedisStream, rollouts: RedisStream, spec: JobSpec):
+        self.feeder, self.prompts, self.rollouts = feeder, prompts, rollouts
+        self.window = (spec.trainer.max_staleness + 1) * spec.learner.batch_prompts
+        self.refed = 0
+
+    def top_up(self, trained: int, version: int) -> None:
+        wanted = trained + self.window - self.feeder.fed
+        if wanted > 0:
+            self.prompts.publish_many(self.feeder.next_groups(wanted, min_version=version))
+            self.feeder.advance(wanted)
+
+    def recover_lost(self, trained: int) -> None:
+        idle = self.prompts.backlog(PROMPTS_GROUP) == 0 and self.rollouts.backlog(ROLLOUTS_GROUP) == 0
+        if idle and self.feeder.fed > trained:
+            log.warning("%d in-flight prompt groups vanished from Redis; re-feeding them", self.feeder.fed - trained)
+            self.refed += self.feeder.fed - trained
+            self.feeder.fed = trained
+
+    def metrics(self) -> dict:
+        return {"queue/prompts_backlog": self.prompts.backlog(PROMPTS_GROUP),
+                "queue/rollouts_backlog": self.rollouts.backlog(ROLLOUTS_GROUP),
+                "queue/groups_refed": self.refed, "trainer/epoch": self.feeder.epoch}
+
+
 def train(ctx: JobContext) -> JobState:
     spec = ctx.spec
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
@@ -100,7 +130,8 @@ def train(ctx: JobContext) -> JobState:
     metrics_log = MetricsLog(ctx)
 
     learner = ray.remote(LearnerActor).options(
-        num_cpus=spec.learner.num_cpus, num_gpus=spec.learner.num_gpus).remote(learner_config(ctx), job_id=ctx.job_id)
+        num_cpus=spec.learner.num_cpus, num_gpus=spec.learner.num_gpus,
+        resources=spec.learner.resources or None).remote(learner_config(ctx), job_id=ctx.job_id)
     checkpoints = ctx.run_dir / "checkpoints"
     if latest_checkpoint(checkpoints):
         restored = ray.get(learner.load_checkpoint.remote(str(checkpoints)))
@@ -108,14 +139,14 @@ def train(ctx: JobContext) -> JobState:
     state = ray.get(learner.open_stream.remote(ctx.redis_url, ctx.job_id))
     feeder = PromptFeeder(job_id=ctx.job_id, examples=examples, template=spec.data.prompt_template,
                           n=spec.rollout.n, seed=spec.trainer.seed, shuffle=spec.data.shuffle,
-                          fed=state["cursor"].get("groups_consumed", 0))
-    pool = RolloutPool(rollout_config(ctx), num_cpus=spec.rollout.num_cpus, num_gpus=spec.rollout.num_gpus)
+                          fed=_trained(state))
+    supply = PromptSupply(feeder, prompts, rollouts, spec)
+    pool = RolloutPool(rollout_config(ctx), num_cpus=spec.rollout.num_cpus, num_gpus=spec.rollout.num_gpus,
+                       resources=spec.rollout.resources)
     outcome = JobState.SUCCEEDED
     try:
         pool.resize(spec.rollout.workers)
-        step, version = state["step"], state["weight_version"]
-        in_flight_batches = spec.trainer.max_staleness + 1
-        while step < spec.trainer.steps:
+        while state["step"] < spec.trainer.steps:
             if ctx.store is not None and ctx.store.cancel_requested(ctx.job_id):
                 outcome = JobState.CANCELLED
                 break
@@ -123,28 +154,22 @@ def train(ctx: JobContext) -> JobState:
             if desired is not None and desired != len(pool.workers):
                 pool.resize(desired)
 
-            # Prompts for the next (max_staleness + 1) updates, sampled with weights >= `version`.
-            trained = state["cursor"].get("groups_consumed", 0)
-            wanted = trained + in_flight_batches * spec.learner.batch_prompts - feeder.fed
-            if wanted > 0:
-                prompts.publish_many(feeder.next_groups(wanted, min_version=version))
-                feeder.advance(wanted)
-
             started = time.perf_counter()
-            metrics = wait_for_update(ctx, learner, pool)
+            supply.top_up(_trained(state), version=state["weight_version"])
+            metrics = wait_for_update(ctx, learner, pool, on_idle=lambda: supply.recover_lost(_trained(state)))
             if metrics is None:
                 outcome = JobState.CANCELLED
                 break
             state = ray.get(learner.state.remote())
-            step, version = state["step"], state["weight_version"]
+
             metrics.update(pool.metrics())
-            metrics.update({"trainer/step": step, "trainer/epoch": feeder.epoch, "perf/step_s": time.perf_counter() - started,
-                            "queue/prompts_backlog": prompts.length(), "queue/rollouts_length": rollouts.length(),
+            metrics.update(supply.metrics())
+            metrics.update({"trainer/step": state["step"], "perf/step_s": time.perf_counter() - started,
                             "time": time.time()})
             metrics_log.write(metrics)
             if ctx.store is not None:
-                ctx.store.update(ctx.job_id, step=step)
-            if spec.trainer.save_every and step % spec.trainer.save_every == 0:
+                ctx.store.update(ctx.job_id, step=state["step"])
+            if spec.trainer.save_every and state["step"] % spec.trainer.save_every == 0:
                 ray.get(learner.save_checkpoint.remote())
         if outcome is JobState.SUCCEEDED:
             ray.get(learner.save_checkpoint.remote())
@@ -159,17 +184,28 @@ def train(ctx: JobContext) -> JobState:
     return outcome
 
 
-def wait_for_update(ctx: JobContext, learner, pool: RolloutPool, poll_s: float = 30.0):
-    """learner.train_step() in slices of `poll_s`, so a dead rollout worker is replaced and a cancel
-    is seen while the learner waits for scored groups. None if cancelled; raises past the deadline."""
+def _trained(state: dict) -> int:
+    """Groups the learner has consumed (its data cursor)."""
+    return state["cursor"].get("groups_consumed", 0)
+
+
+def wait_for_update(ctx: JobContext, learner, pool: RolloutPool, *, on_idle: Callable[[], None],
+                    poll_s: float = 20.0):
+    """learner.train_step() in slices of `poll_s`, so that while the learner waits for scored groups
+    a dead rollout worker is replaced, lost prompts are re-fed and a cancel is seen. A Redis outage
+    is waited out (the queue clients reconnect). None if cancelled; raises past the deadline."""
     deadline = time.monotonic() + ctx.spec.trainer.rollout_timeout_s
     while True:
-        metrics = ray.get(learner.train_step.remote(idle_timeout_s=poll_s))
-        if metrics is not None:
-            return metrics
-        if ctx.store is not None and ctx.store.cancel_requested(ctx.job_id):
-            return None
-        pool.metrics()  # health check: replaces dead workers (their prompts are reclaimed)
+        try:
+            metrics = ray.get(learner.train_step.remote(idle_timeout_s=poll_s))
+            if metrics is not None:
+                return metrics
+            if ctx.store is not None and ctx.store.cancel_requested(ctx.job_id):
+                return None
+            pool.metrics()  # health check: replaces dead workers (their prompts are reclaimed)
+            on_idle()
+        except QueueUnavailable as exc:
+            log.warning("Redis unavailable (%s); waiting for it", exc)
         if time.monotonic() > deadline:
             raise TimeoutError(f"no scored groups for {ctx.spec.trainer.rollout_timeout_s:.0f}s "
                                f"(rollout workers: {len(pool.workers)}); see {ctx.run_dir / 'logs'}")

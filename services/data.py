@@ -88,7 +88,7 @@ def _read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for file in files:
         if fmt == "parquet":
-            import pyarrow.parquet as pq  # optional dependency, only for Parquet files
+            import pyarrow.parquet as pq  # imported here: only Parquet datasets need it
 
             rows.extend(pq.read_table(file).to_pylist())
             continue
@@ -122,7 +122,7 @@ def _example(row: Any, index: int, path: Path, fmt: str, default_task: str) -> E
         raise DataError(f"{path} row {index}: needs a prompt ({'/'.join(PROMPT_KEYS)}) and an answer "
                         f"({'/'.join(ANSWER_KEYS)}, a GSM8K '####' or a MATH solution with \\boxed{{}})")
     return Example(id=str(row.get("id", row.get("unique_id", f"{path.stem}-{index}"))), prompt=prompt,
-                   answer=answer, task=str(row.get("task", default_task)))
+                   answer=answer, task=str(row.get("task") or default_task))
 
 
 def _bbh(path: Path) -> Iterator[Example]:

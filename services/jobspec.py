@@ -78,6 +78,9 @@ class RolloutSection(_Section):
     batch_groups: int = Field(16, ge=1)  # prompt groups per generate call
     num_cpus: float = Field(1.0, ge=0)  # Ray resources per worker
     num_gpus: float = Field(0.0, ge=0)
+    # Custom Ray resources per worker, e.g. {"rollout": 1} to place workers on the nodes that
+    # deploy/ray-node.sh started with that resource (docker-compose, KubeRay worker groups).
+    resources: dict[str, float] = Field(default_factory=dict)
 
 
 class LearnerSection(_Section):
@@ -95,6 +98,7 @@ class LearnerSection(_Section):
     gradient_checkpointing: bool = False
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict)  # custom Ray resources, e.g. {"learner": 1}
 
 
 class TrainerSection(_Section):

@@ -14,9 +14,11 @@ log = logging.getLogger(__name__)
 
 
 class RolloutPool:
-    def __init__(self, config: RolloutConfig, *, num_cpus: float, num_gpus: float):
+    def __init__(self, config: RolloutConfig, *, num_cpus: float, num_gpus: float,
+                 resources: dict[str, float] | None = None):
         self.config = config
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        self.resources = dict(resources or {})
         self.workers: list[tuple[str, object]] = []  # (name, actor handle), oldest first
         self._next_index = 0
         self.replaced = 0
@@ -26,7 +28,8 @@ class RolloutPool:
         config = dataclasses.replace(self.config, worker_id=name)
         self._next_index += 1
         actor = ray.remote(RolloutWorkerActor).options(
-            name=name, num_cpus=self.num_cpus, num_gpus=self.num_gpus).remote(config)
+            name=name, num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+            resources=self.resources or None).remote(config)
         actor.start.remote()
         return name, actor
 

@@ -13,9 +13,11 @@ from verifier.app import create_app
 from verifier.settings import VerifierSettings
 
 
-def run_server(host: str, port: int, workers: int) -> None:
-    """Serve until interrupted (blocking). Used by `simko serve verifier`."""
-    settings = VerifierSettings(host=host, port=port, workers=workers)
+def run_server(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+    """Serve until interrupted (blocking). Used by `simko serve verifier`. An argument left None
+    keeps the environment's value (SIMKO_VERIFIER_HOST/PORT/WORKERS) or the default."""
+    given = {"host": host, "port": port, "workers": workers}
+    settings = VerifierSettings(**{k: v for k, v in given.items() if v is not None})
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
                 timeout_graceful_shutdown=10)
 

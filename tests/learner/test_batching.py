@@ -51,11 +51,12 @@ def test_bad_groups_are_skipped_and_counted():
     nan = make_groups(1, rewards=[[math.nan, 0, 1, 0]], prefix="nan")
     empty = [dataclasses.replace(make_groups(1, prefix="empty")[0], samples=[])]
     out_of_vocab = make_groups(1, vocab=VOCAB + 100, prompt_len=(30, 30), seed=3, prefix="oov")
-    batch = prepare_batch(good + equal + nan + empty + out_of_vocab, config(), vocab_size=VOCAB)
+    failed = [dataclasses.replace(make_groups(1, prefix="failed")[0], error="prompt longer than the context")]
+    batch = prepare_batch(good + equal + nan + empty + out_of_vocab + failed, config(), vocab_size=VOCAB)
     c = batch.counts
-    assert (c["groups_in"], c["groups_trained"], c["groups_equal_reward"], c["groups_bad"], c["groups_empty"]) \
-        == (6, 2, 1, 2, 1)
-    assert len(batch.seen_group_ids) == 6  # skipped groups are consumed too
+    assert (c["groups_in"], c["groups_trained"], c["groups_equal_reward"], c["groups_bad"], c["groups_empty"],
+            c["groups_error"]) == (7, 2, 1, 2, 1, 1)
+    assert len(batch.seen_group_ids) == 7  # skipped groups are consumed too
     assert [g.group_id for g in batch.groups] == [g.group_id for g in good]
 
 

@@ -13,13 +13,15 @@ from services.local_stack import free_port, http_ok
 TOKEN = "test-token-123"
 GOOD_SPEC = {"model": {"path": "/nonexistent/model"}, "data": {"train": "configs/data/arith_train.jsonl"},
              "trainer": {"steps": 1}}
+SHARED_VERIFIER = "http://verifier.invalid:8001"  # the deployment's verifier; never contacted here
 
 
 @pytest.fixture(scope="module")
 def api(redis_url, tmp_path_factory):
     port = free_port()
     runs = tmp_path_factory.mktemp("runs")
-    env = dict(os.environ, SIMKO_API_TOKEN=TOKEN, SIMKO_API_REDIS_URL=redis_url, SIMKO_API_RUNS_DIR=str(runs))
+    env = dict(os.environ, SIMKO_API_TOKEN=TOKEN, SIMKO_API_REDIS_URL=redis_url, SIMKO_API_RUNS_DIR=str(runs),
+               SIMKO_API_VERIFIER_URL=SHARED_VERIFIER)
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "services.api:create_app", "--factory",
                              "--host", "127.0.0.1", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -73,6 +75,7 @@ def test_submitted_job_runs_a_controller_that_reports_its_failure(api):
     assert response.status_code == 201
     job_id = response.json()["id"]
     assert job_id in [j["id"] for j in api.get("/v1/jobs").json()]
+    assert api.get(f"/v1/jobs/{job_id}").json()["spec"]["verifier"]["url"] == SHARED_VERIFIER
     deadline = time.monotonic() + 120
     while (job := api.get(f"/v1/jobs/{job_id}").json())["state"] not in ("failed", "succeeded"):
         assert time.monotonic() < deadline, job

@@ -13,6 +13,19 @@ def test_jsonl_with_aliases_and_default_task(tmp_path):
     assert [(e.prompt, e.answer, e.task) for e in examples] == [("1+1?", "2", "math"), ("x", "3", "logic")]
 
 
+def test_parquet_rows_load_like_jsonl(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "train.parquet"
+    # A null task (a column that only some rows fill) falls back to the default task.
+    pq.write_table(pa.table({"problem": ["2+2?", "Sort: b a"], "answer": ["4", "a b"],
+                             "task": [None, "logic:word_sorting"]}), path)
+    examples = load_dataset(path)
+    assert [(e.prompt, e.answer, e.task) for e in examples] == [("2+2?", "4", "math"),
+                                                               ("Sort: b a", "a b", "logic:word_sorting")]
+
+
 def test_gsm8k_answers_after_hashes(tmp_path):
     path = tmp_path / "gsm8k.jsonl"
     path.write_text(json.dumps({"question": "q", "answer": "so 1,000 + 2 = 1,002\n#### 1,002"}) + "\n")

@@ -1,8 +1,11 @@
 """JobSpec: YAML loading, overrides, and errors that name the field."""
+from pathlib import Path
+
 import pytest
 
 from services.jobspec import JobSpec, JobSpecError
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MINIMAL = {"model": {"path": "m"}, "data": {"train": "d.jsonl"}}
 
 
@@ -49,3 +52,20 @@ def test_yaml_with_overrides(tmp_path):
         JobSpec.from_yaml(path, ["trainer.steps=zero"])
     with pytest.raises(JobSpecError, match="KEY=VALUE"):
         JobSpec.from_yaml(path, ["trainer.steps"])
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_a_valid_jobspec(config):
+    assert JobSpec.from_yaml(config).trainer.steps >= 1
+
+
+def test_paper_config_has_the_papers_hyper_parameters():
+    spec = JobSpec.from_yaml(CONFIGS / "qwen2.5-math-7b-simko.yaml")
+    assert spec.learner.lr == 1e-6 and spec.learner.batch_prompts == 1024 and spec.learner.mini_batch_prompts == 256
+    assert spec.rollout.n == 8 and spec.rollout.temperature == 1.0 and spec.trainer.max_staleness == 0
+    hp = spec.algorithm.loss_hparams
+    assert (hp["top_k"], hp["alpha"], hp["tau_quantile"], hp["lambda_top1"]) == (3, 0.01, 0.8, 1.1)
+    baseline = JobSpec.from_yaml(CONFIGS / "qwen2.5-math-7b-grpo.yaml")
+    assert baseline.algorithm.loss == "grpo"
+    assert baseline.model_dump(exclude={"name", "algorithm"}) == spec.model_dump(exclude={"name", "algorithm"})
+    assert spec.rollout.resources == {"rollout": 1} and spec.learner.resources == {"learner": 1}

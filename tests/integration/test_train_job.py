@@ -1,0 +1,174 @@
+"""A whole SimKO job on CPU through the real system: `simko train` (private redis-server, Ray,
+verifier over HTTP, vLLM rollout worker actors, DeepSpeed learner actor) and the same job through
+the job API with two rollout workers resized to one mid-job, plus cancel and a Redis restart."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from services.local_stack import free_port, http_ok
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+SIMKO = str(Path(sys.executable).parent / "simko")
+REQUIRED_KEYS = ["learner/optimizer_steps", "loss/policy", "reward/mean", "dist/lambda_1", "dist/lambda_2", "dist/lambda_3",
+                 "dist/entropy_mean", "perf/tokens_per_s", "rollout/staleness_max", "learner/weight_version"]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_on_policy_progress(rows: list[dict], steps: int) -> None:
+    assert [r["trainer/step"] for r in rows] == list(range(1, steps + 1))
+    updates = 0
+    for r in rows:
+        # The weights advance with every applied update (a batch whose groups all have equal
+        # rewards has zero advantage everywhere: no optimizer step, no new version), and each batch
+        # was sampled by the newest weights (max_staleness 0): the rollout side follows the learner.
+        updates += r["learner/optimizer_steps"] > 0
+        assert r["learner/weight_version"] == updates, r
+        assert r["rollout/staleness_max"] == 0, r
+        if r["learner/optimizer_steps"]:
+            missing = [k for k in REQUIRED_KEYS if k not in r]
+            assert not missing, (missing, r)
+            assert r["perf/tokens_per_s"] > 0 and r["loss/policy"] == r["loss/policy"], r  # not NaN
+    assert updates >= steps - 1, rows  # 8 prompts x 8 samples: an all-equal batch is rare
+
+
+def test_simko_train_cli_runs_five_on_policy_steps(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=5"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = read_metrics(out)
+    assert_on_policy_progress(rows, 5)
+    assert (out / "final" / "config.json").is_file()  # the exported Hugging Face model
+    assert not _children_alive(), "simko train left processes behind"
+
+
+def _children_alive() -> list:
+    return [p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"]
+
+
+@pytest.fixture
+def api_server(redis_url, tmp_path):
+    port, token = free_port(), "integration-token"
+    env = dict(os.environ, SIMKO_API_TOKEN=token, SIMKO_API_REDIS_URL=redis_url, SIMKO_API_RUNS_DIR=str(tmp_path))
+    proc = subprocess.Popen([SIMKO, "serve", "api", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not http_ok(port):
+        assert proc.poll() is None and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.2)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
+                          timeout=30)
+    yield client, port, token
+    client.close()
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def wait_state(client, job_id, states, timeout_s=900):
+    deadline = time.monotonic() + timeout_s
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] not in states:
+        assert time.monotonic() < deadline, job
+        time.sleep(1.0)
+    return job
+
+
+def wait_metrics(client, job_id, count, timeout_s=900):
+    deadline = time.monotonic() + timeout_s
+    while len(rows := client.get(f"/v1/jobs/{job_id}/metrics").json()) < count:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["state"] not in ("failed", "cancelled") and time.monotonic() < deadline, job
+        time.sleep(1.0)
+    return rows
+
+
+def test_api_job_with_two_workers_resized_to_one(api_server):
+    client, port, token = api_server
+    submit = subprocess.run([SIMKO, "submit", "configs/tiny.yaml", "--api", f"http://127.0.0.1:{port}",
+                             "--token", token, "--set", "trainer.steps=6", "--set", "rollout.workers=2"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert submit.returncode == 0, submit.stderr
+    job_id = submit.stdout.strip()
+    wait_metrics(client, job_id, 2)
+    assert client.post(f"/v1/jobs/{job_id}/workers", json={"replicas": 1}).status_code == 200
+    job = wait_state(client, job_id, ("succeeded", "failed", "cancelled"))
+    assert job["state"] == "succeeded", job
+    rows = client.get(f"/v1/jobs/{job_id}/metrics").json()
+    assert_on_policy_progress(rows, 6)
+    workers = [r["rollout/workers"] for r in rows]
+    assert workers[0] == 2 and workers[-1] == 1, workers
+    # The controller records the terminal state, then stops its workers, Ray and verifier.
+    wait_exited(job["controller_pid"], timeout_s=120)
+
+
+def test_cancel_stops_the_job_and_leaves_no_processes(api_server):
+    client, _port, _token = api_server
+    spec = {"name": "to-cancel", "model": {"path": "builtin:tiny"},
+            "data": {"train": str(ROOT / "configs/data/arith_train.jsonl"), "prompt_template": "boxed"},
+            "rollout": {"workers": 1, "n": 4, "max_tokens": 32, "max_model_len": 256, "kv_cache_bytes": 268435456},
+            "learner": {"batch_prompts": 4, "mini_batch_prompts": 4, "max_seq_len": 256},
+            "trainer": {"steps": 1000}, "verifier": {"workers": 1}}
+    job_id = client.post("/v1/jobs", json=spec).json()["id"]
+    wait_metrics(client, job_id, 1)
+    pid = client.get(f"/v1/jobs/{job_id}").json()["controller_pid"]
+    group = {p.pid for p in psutil.process_iter() if _pgid(p.pid) == pid}
+    assert len(group) > 3  # controller + Ray + verifier processes
+    assert client.post(f"/v1/jobs/{job_id}/cancel").json()["state"] == "cancelling"
+    job = wait_state(client, job_id, ("cancelled", "failed", "succeeded"), timeout_s=300)
+    assert job["state"] == "cancelled", job
+    deadline = time.monotonic() + 60
+    while (left := [p for p in group if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]):
+        assert time.monotonic() < deadline, [psutil.Process(p).cmdline() for p in left]
+        time.sleep(1.0)
+
+
+def wait_exited(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+        assert time.monotonic() < deadline, f"process {pid} still running after {timeout_s}s"
+        time.sleep(0.5)
+
+
+def _pgid(pid):
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_redis_restart_mid_job_the_job_continues(redis_factory, tmp_path):
+    """SIGKILL the job's (non-persistent) redis-server after two steps and start a fresh one on
+    the same port: the queue clients reconnect, recreate their consumer groups, the controller
+    re-feeds the prompt groups that vanished, and the job finishes every step."""
+    port, redis_proc = redis_factory()
+    out = tmp_path / "run"
+    job = subprocess.Popen([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=5",
+                            "--set", f"infra.redis_url=redis://127.0.0.1:{port}/0"],
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (out / "metrics.jsonl").exists() or len(read_metrics(out)) < 2:
+            assert job.poll() is None and time.monotonic() < deadline, job.stderr.read()[-4000:] if job.poll() else ""
+            time.sleep(0.5)
+        redis_proc.kill()
+        redis_proc.wait()
+        time.sleep(2)
+        redis_factory(port)
+        _, stderr = job.communicate(timeout=900)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, stderr[-4000:]
+    rows = read_metrics(out)
+    assert [r["trainer/step"] for r in rows] == [1, 2, 3, 4, 5]
+    assert_on_policy_progress(rows, 5)
