@@ -51,6 +51,6 @@ def supervised_warm_start(model_dir: str | Path, pairs: Sequence[tuple[str, str]
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         if (step + 1) % log_every == 0:
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     model.save_pretrained(model_dir, safe_serialization=True)
     return losses

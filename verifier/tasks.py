@@ -61,3 +61,14 @@ for _subset, _kind in logic.BBH_KINDS.items():
     register_task(f"logic:{_subset}", logic.final_answer_grader(_kind))
 for _name, _grader in countdown.GRADERS.items():
     register_task(f"logic:{_name}", _grader)
+
+
+def _register_synthetic() -> None:
+    # Imported here, after the registry exists: the synthetic suite imports verifier.logic only.
+    from verifier.synthetic.suite import CHECKERS
+
+    for name, grader in CHECKERS.items():
+        register_task(name, grader)
+
+
+_register_synthetic()
