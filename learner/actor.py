@@ -1,9 +1,10 @@
 """Thin Ray adapter over LearnerEngine + LearnerLoop (the only learner module that imports ray).
 
-One actor per rank. For world size > 1 the driver creates N actors with the same MASTER_ADDR /
-MASTER_PORT; each sets the torch.distributed env vars before building its engine, then every
-method that runs collectives (update, publish, checkpoint, export, run_loop) must be called on
-all actors together (`call_all`).
+One actor per rank. For world size > 1, `LearnerGroup.create` starts N actors (possibly on
+several nodes), asks rank 0 for an address on its node, and has every rank join the process
+group there (`setup`); each sets the torch.distributed env vars before building its engine. Every
+method that runs collectives (update, publish, checkpoint, export, run_loop, train_step) must be
+called on all ranks together: `LearnerGroup.call` does that and returns rank 0's result.
 """
 from __future__ import annotations
 
@@ -38,15 +39,28 @@ class RayRegistryPublisher:
 
 
 class LearnerActor:
-    def __init__(self, config: dict, *, rank: int = 0, world_size: int = 1, master_addr: str = "127.0.0.1",
+    """One learner rank. A lone rank builds its engine at once; ranks of a group wait for `setup`
+    with the address rank 0 offers (`rendezvous_address`)."""
+
+    def __init__(self, config: dict, *, rank: int = 0, world_size: int = 1, master_addr: str | None = None,
                  master_port: int | None = None, job_id: str | None = None) -> None:
-        cfg = LearnerConfig(**config)
-        if world_size > 1 and master_port is None:
-            raise ValueError("world_size > 1 needs the master_port every rank shares")
-        os.environ.update(RANK=str(rank), LOCAL_RANK="0", WORLD_SIZE=str(world_size), MASTER_ADDR=master_addr,
-                          MASTER_PORT=str(master_port or free_port()))
-        self.engine = LearnerEngine(cfg)
-        self.publisher = RayRegistryPublisher(get_or_create_registry(job_id)) if job_id and rank == 0 else None
+        self.cfg = LearnerConfig(**config)
+        self.rank, self.world_size, self.job_id = rank, world_size, job_id
+        self.engine: LearnerEngine | None = None
+        if world_size == 1 or master_port is not None:
+            self.setup(master_addr or "127.0.0.1", master_port or free_port())
+
+    def rendezvous_address(self) -> tuple[str, int]:
+        """This actor's node IP and a port free on it: where rank 0 hosts the process group."""
+        return ray.util.get_node_ip_address(), free_port()
+
+    def setup(self, master_addr: str, master_port: int) -> None:
+        """Join the process group and build the engine (collective: all ranks together)."""
+        os.environ.update(RANK=str(self.rank), LOCAL_RANK="0", WORLD_SIZE=str(self.world_size),
+                          MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        self.engine = LearnerEngine(self.cfg)
+        self.publisher = (RayRegistryPublisher(get_or_create_registry(self.job_id))
+                          if self.job_id and self.rank == 0 else None)
 
     def update(self, groups: list[ScoredGroup]) -> dict:
         return self.engine.update(groups)
@@ -66,7 +80,10 @@ class LearnerActor:
         return str(path) if path else None
 
     def state(self) -> dict:
-        return self.engine.state.to_dict()
+        """The learner state for a driver, without the (large) window of applied group ids."""
+        state = self.engine.state.to_dict()
+        state["applied_group_count"] = len(state.pop("applied_group_ids"))
+        return state
 
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
         return self.engine.full_state_dict()
@@ -114,14 +131,42 @@ def _jsonl_sink(path: str):
 
 
 def create_learner_actors(config: LearnerConfig, *, world_size: int = 1, job_id: str | None = None,
-                          num_cpus: float = 1, num_gpus: float = 0) -> list:
-    """N rank actors forming one process group; resources per actor come from the caller's config."""
-    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(LearnerActor)
-    port = free_port()  # picked on the driver; fine for a single node (multi-node: pass a known port)
-    return [remote.remote(config.model_dump(), rank=rank, world_size=world_size, master_port=port, job_id=job_id)
-            for rank in range(world_size)]
+                          num_cpus: float = 1, num_gpus: float = 0,
+                          resources: dict[str, float] | None = None) -> list:
+    """N rank actors forming one process group (they may land on different nodes); resources per
+    actor come from the caller's config. Returns once every rank has built its engine."""
+    remote = ray.remote(LearnerActor).options(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or None)
+    actors = [remote.remote(config.model_dump(), rank=rank, world_size=world_size, job_id=job_id)
+              for rank in range(world_size)]
+    if world_size > 1:
+        master_addr, master_port = ray.get(actors[0].rendezvous_address.remote())
+        call_all(actors, "setup", master_addr, master_port)
+    else:
+        ray.get(actors[0].state.remote())  # surfaces a failed engine build here
+    return actors
 
 
 def call_all(actors: list, method: str, *args, **kwargs) -> list:
     """Call a collective method on every rank actor; returns rank-ordered results."""
     return ray.get([getattr(a, method).remote(*args, **kwargs) for a in actors])
+
+
+class LearnerGroup:
+    """A job's learner ranks as one object for the controller: each call goes to every rank (the
+    methods run collectives) and returns rank 0's result."""
+
+    def __init__(self, actors: list):
+        self.actors = actors
+
+    @classmethod
+    def create(cls, config: LearnerConfig, *, world_size: int, job_id: str, num_cpus: float, num_gpus: float,
+               resources: dict[str, float] | None = None) -> "LearnerGroup":
+        return cls(create_learner_actors(config, world_size=world_size, job_id=job_id, num_cpus=num_cpus,
+                                         num_gpus=num_gpus, resources=resources))
+
+    def call(self, method: str, *args, **kwargs):
+        return call_all(self.actors, method, *args, **kwargs)[0]
+
+    def kill(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)

@@ -63,6 +63,7 @@ class MicroBatch:
     advantages: torch.Tensor  # [b] float32
     weight: float  # this micro-batch's share of the mini-batch loss (0 for padding micro-batches)
     old_logprobs: torch.Tensor | None = None  # [b,S-1-start], filled by the engine before training
+    old_entropy: torch.Tensor | None = None  # [b,S-1-start], the same pass's token entropies
 
     @property
     def logits_to_keep(self) -> int:

@@ -47,3 +47,18 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def all_gather_1d(values: torch.Tensor) -> torch.Tensor:
+    """Every rank's 1-D tensor, concatenated in rank order (lengths may differ between ranks)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return values
+    world = dist.get_world_size()
+    sizes = [torch.zeros(1, dtype=torch.long, device=values.device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([values.numel()], dtype=torch.long, device=values.device))
+    longest = max(int(size) for size in sizes)
+    padded = torch.zeros(longest, dtype=values.dtype, device=values.device)
+    padded[:values.numel()] = values
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    return torch.cat([part[:int(size)] for part, size in zip(gathered, sizes)])

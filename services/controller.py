@@ -25,15 +25,16 @@ from typing import Callable
 
 import ray
 
-from learner.actor import LearnerActor
+from learner.actor import LearnerGroup
 from learner.checkpoint import latest_checkpoint
+from learner.config import LearnerConfig
 from rollout.config import RolloutConfig
 from rollout.weight_registry import kill_registry
 from services.data import load_dataset
 from services.feeder import PromptFeeder
 from services.jobs import JobState, JobStore
 from services.jobspec import JobSpec
-from services.local_stack import LocalStack
+from services.local_stack import LocalStack, ensure_ray_auth_token
 from services.models import resolve_model_path
 from services.queues import (PROMPTS_GROUP, ROLLOUTS_GROUP, QueueConfig, QueueUnavailable, RedisStream,
                              prompts_stream, rollouts_stream)
@@ -67,10 +68,11 @@ def rollout_config(ctx: JobContext) -> RolloutConfig:
 
 def learner_config(ctx: JobContext) -> dict:
     s, a = ctx.spec, ctx.spec.algorithm
-    section = s.learner.model_dump(exclude={"num_cpus", "num_gpus", "resources"})
+    section = s.learner.model_dump(exclude={"world_size", "num_cpus", "num_gpus", "resources"})
     return dict(section, model_path=s.model.path, loss=a.loss, loss_hparams=a.loss_hparams,
                 advantage=a.advantage, advantage_hparams=a.advantage_hparams,
                 dynamic_sampling=a.dynamic_sampling, temperature=s.rollout.temperature, seed=s.trainer.seed,
+                dist_backend="nccl" if s.learner.num_gpus > 0 else "gloo",
                 checkpoint_dir=str(ctx.run_dir / "checkpoints"))
 
 
@@ -129,14 +131,14 @@ def train(ctx: JobContext) -> JobState:
     rollouts = RedisStream(queue, rollouts_stream(ctx.job_id))
     metrics_log = MetricsLog(ctx)
 
-    learner = ray.remote(LearnerActor).options(
-        num_cpus=spec.learner.num_cpus, num_gpus=spec.learner.num_gpus,
-        resources=spec.learner.resources or None).remote(learner_config(ctx), job_id=ctx.job_id)
+    learner = LearnerGroup.create(LearnerConfig(**learner_config(ctx)), world_size=spec.learner.world_size,
+                                  job_id=ctx.job_id, num_cpus=spec.learner.num_cpus,
+                                  num_gpus=spec.learner.num_gpus, resources=spec.learner.resources)
     checkpoints = ctx.run_dir / "checkpoints"
     if latest_checkpoint(checkpoints):
-        restored = ray.get(learner.load_checkpoint.remote(str(checkpoints)))
+        restored = learner.call("load_checkpoint", str(checkpoints))
         log.info("resumed from checkpoint at step %d", restored["step"])
-    state = ray.get(learner.open_stream.remote(ctx.redis_url, ctx.job_id))
+    state = learner.call("open_stream", ctx.redis_url, ctx.job_id)
     feeder = PromptFeeder(job_id=ctx.job_id, examples=examples, template=spec.data.prompt_template,
                           n=spec.rollout.n, seed=spec.trainer.seed, shuffle=spec.data.shuffle,
                           fed=_trained(state))
@@ -160,7 +162,7 @@ def train(ctx: JobContext) -> JobState:
             if metrics is None:
                 outcome = JobState.CANCELLED
                 break
-            state = ray.get(learner.state.remote())
+            state = learner.call("state")
 
             metrics.update(pool.metrics())
             metrics.update(supply.metrics())
@@ -170,14 +172,14 @@ def train(ctx: JobContext) -> JobState:
             if ctx.store is not None:
                 ctx.store.update(ctx.job_id, step=state["step"])
             if spec.trainer.save_every and state["step"] % spec.trainer.save_every == 0:
-                ray.get(learner.save_checkpoint.remote())
+                learner.call("save_checkpoint")
         if outcome is JobState.SUCCEEDED:
-            ray.get(learner.save_checkpoint.remote())
+            learner.call("save_checkpoint")
             if spec.trainer.export_final:
-                ray.get(learner.export.remote(str(ctx.run_dir / "final")))
+                learner.call("export", str(ctx.run_dir / "final"))
     finally:
         pool.stop_all()
-        ray.kill(learner)
+        learner.kill()
         kill_registry(ctx.job_id)
         prompts.close()
         rollouts.close()
@@ -189,7 +191,7 @@ def _trained(state: dict) -> int:
     return state["cursor"].get("groups_consumed", 0)
 
 
-def wait_for_update(ctx: JobContext, learner, pool: RolloutPool, *, on_idle: Callable[[], None],
+def wait_for_update(ctx: JobContext, learner: LearnerGroup, pool: RolloutPool, *, on_idle: Callable[[], None],
                     poll_s: float = 20.0):
     """learner.train_step() in slices of `poll_s`, so that while the learner waits for scored groups
     a dead rollout worker is replaced, lost prompts are re-fed and a cancel is seen. A Redis outage
@@ -197,7 +199,7 @@ def wait_for_update(ctx: JobContext, learner, pool: RolloutPool, *, on_idle: Cal
     deadline = time.monotonic() + ctx.spec.trainer.rollout_timeout_s
     while True:
         try:
-            metrics = ray.get(learner.train_step.remote(idle_timeout_s=poll_s))
+            metrics = learner.call("train_step", idle_timeout_s=poll_s)
             if metrics is not None:
                 return metrics
             if ctx.store is not None and ctx.store.cancel_requested(ctx.job_id):
@@ -217,9 +219,10 @@ def init_ray(address: str | None, spec: JobSpec) -> None:
     if address:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
         return
+    ensure_ray_auth_token()
     # A private local Ray; enough logical CPUs for every actor even on a 2-core machine (the tiny
     # CPU defaults oversubscribe on purpose: the actors mostly wait on each other).
-    needed = spec.learner.num_cpus + spec.rollout.workers * spec.rollout.num_cpus + 1
+    needed = spec.learner.world_size * spec.learner.num_cpus + spec.rollout.workers * spec.rollout.num_cpus + 1
     ray.init(address="local", num_cpus=max(int(needed + 0.999), os.cpu_count() or 1), include_dashboard=False,
              log_to_driver=False)
 

@@ -96,7 +96,8 @@ class LearnerSection(_Section):
     micro_batch_tokens: int = Field(4096, ge=1)
     max_seq_len: int = Field(2048, ge=2)
     gradient_checkpointing: bool = False
-    num_cpus: float = Field(1.0, ge=0)
+    world_size: int = Field(1, ge=1)  # learner ranks (Ray actors forming one DeepSpeed process group)
+    num_cpus: float = Field(1.0, ge=0)  # Ray resources per rank
     num_gpus: float = Field(0.0, ge=0)
     resources: dict[str, float] = Field(default_factory=dict)  # custom Ray resources, e.g. {"learner": 1}
 

@@ -6,6 +6,7 @@ Used by `simko train` (and the tests): a job on one machine needs no manual set-
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,6 +20,19 @@ from pathlib import Path
 
 class StackError(RuntimeError):
     """A child service failed to start; the message says which and where its log is."""
+
+
+def ensure_ray_auth_token() -> None:
+    """Ray 2.60 enables token auth. scripts/env.sh points RAY_AUTH_TOKEN_PATH into the project cache
+    (so nothing lands in $HOME); on a fresh checkout no token is there yet, and ray.init refuses a
+    path that names a missing file instead of creating it. Write a random one for local clusters."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if not path or os.environ.get("RAY_AUTH_TOKEN") or (os.path.isfile(path) and os.path.getsize(path)):
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
 
 
 def free_port() -> int:

@@ -94,18 +94,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ray_local() -> Iterator[None]:
     """A private single-node Ray (not any running cluster), shut down at the end of the session.
 
-    Ray 2.60 enables token auth; scripts/env.sh points RAY_AUTH_TOKEN_PATH into the project cache,
-    where no token exists on a fresh checkout, so a random local one is generated for this cluster.
+    Ray 2.60 enables token auth: a random local token is written where scripts/env.sh points.
     """
-    import os
-    import secrets
-
     ray = pytest.importorskip("ray")
-    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    if token_path and not (os.path.isfile(token_path) and os.path.getsize(token_path)):
-        os.makedirs(os.path.dirname(token_path), exist_ok=True)
-        with open(token_path, "w") as f:
-            f.write(secrets.token_hex(32))
+    from services.local_stack import ensure_ray_auth_token
+
+    ensure_ray_auth_token()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield None

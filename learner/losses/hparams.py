@@ -61,9 +61,15 @@ class SimkoHparams(CommonHparams):
     tau_quantile: float = 0.8  # entropy quantile defining forking tokens
     tau_scope: str = "sequence"  # "sequence" (official code) or "batch" (the paper's wording)
     lambda_top1: float = 1.1  # extra weight on negative top-1 forking tokens
+    # A fixed entropy threshold instead of the quantile of the inputs. The learner engine sets it
+    # for tau_scope="batch" to the quantile over the whole training batch (every micro-batch and
+    # rank), which one micro-batch's inputs cannot see.
+    tau_value: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check(self.tau_value is None or (_is_number(self.tau_value) and 0 <= self.tau_value < float("inf")),
+               "tau_value", "must be None or a finite number >= 0", self.tau_value)
         _check(isinstance(self.top_k, int) and not isinstance(self.top_k, bool) and self.top_k >= 1,
                "top_k", "must be an int >= 1", self.top_k)
         _check(_is_number(self.alpha) and 0 <= self.alpha <= 1, "alpha", "must be in [0, 1]", self.alpha)

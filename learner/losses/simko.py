@@ -28,7 +28,10 @@ def forking_threshold(entropy: torch.Tensor, mask: torch.Tensor, quantile: float
 
 def simko_loss(inputs: LossInputs, hp: SimkoHparams) -> TokenLoss:
     stats, mask, adv = inputs.stats, inputs.mask, inputs.advantages
-    tau = forking_threshold(stats.entropy, mask, hp.tau_quantile, hp.tau_scope)
+    if hp.tau_value is not None:
+        tau = torch.tensor(hp.tau_value, dtype=stats.entropy.dtype, device=stats.entropy.device)
+    else:
+        tau = forking_threshold(stats.entropy, mask, hp.tau_quantile, hp.tau_scope)
     forking = (stats.entropy > tau) & mask
     positive = forking & (adv > 0)
     negative_top1 = forking & (adv < 0) & stats.is_top1

@@ -129,6 +129,12 @@ class ProcessStack:
             time.sleep(1.0)
         raise AssertionError(f"{name} not healthy after {READY_TIMEOUT_S[name]}s:\n{self.tail(name)}")
 
+    def assert_running(self) -> None:
+        """Every service is still up (Docker would restart an exited one; here the job would hang)."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+
     def tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
@@ -195,12 +201,11 @@ def test_compose_services_as_processes_run_a_job(tmp_path):
             stack.wait_healthy(name)
         phase(t0, "all services healthy")
 
-        head_env = stack.plans["ray-head"].env
         api_url = f"http://127.0.0.1:{stack.mapping.ports[('ray-head', 8000)]}"
-        # The compose network's verifier, as the README's submit command names it.
+        # As the README submits: no verifier.url, so the API fills in the compose verifier.
         submit = subprocess.run(
             [sys.executable, "-m", "services.cli", "submit", "configs/tiny.yaml", "--api", api_url,
-             "--set", f"verifier.url={head_env['SIMKO_API_VERIFIER_URL']}", "--set", f"trainer.steps={STEPS}"],
+             "--set", f"trainer.steps={STEPS}"],
             cwd=REPO, env=dict(os.environ, SIMKO_API_TOKEN=stack.secrets["SIMKO_API_TOKEN"]),
             capture_output=True, text=True, timeout=120)
         assert submit.returncode == 0, submit.stderr
@@ -213,6 +218,7 @@ def test_compose_services_as_processes_run_a_job(tmp_path):
         deadline = time.monotonic() + 240
         while (job := api.get(f"/v1/jobs/{job_id}").json())["state"] not in ("succeeded", "failed", "cancelled"):
             assert time.monotonic() < deadline, f"job still {job['state']}:\n{stack.tail('ray-head')}"
+            stack.assert_running()
             time.sleep(2.0)
         phase(t0, f"job {job['state']}")
         run_dir = Path(job["run_dir"])
@@ -231,6 +237,8 @@ def test_compose_services_as_processes_run_a_job(tmp_path):
         assert any((run_dir / "checkpoints").iterdir())
         # The job used the compose verifier, not a private one started by its controller.
         assert not (run_dir / "logs" / "verifier.log").exists()
+        spec = json.loads((run_dir / "jobspec.json").read_text())
+        assert spec["verifier"]["url"] == stack.plans["ray-head"].env["SIMKO_API_VERIFIER_URL"]
         passed = True
     finally:
         strays = stack.stop()

@@ -53,6 +53,20 @@ def test_simko_train_cli_runs_five_on_policy_steps(tmp_path):
     assert not _children_alive(), "simko train left processes behind"
 
 
+def test_train_with_a_two_rank_learner(tmp_path):
+    """learner.world_size 2: two Ray learner actors form one DeepSpeed (ZeRO-2) process group;
+    rank 0 reads the stream and publishes, both ranks train, checkpoint and export together."""
+    out = tmp_path / "run"
+    result = subprocess.run([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=3",
+                             "--set", "learner.world_size=2", "--set", "learner.zero_stage=2"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert_on_policy_progress(read_metrics(out), 3)
+    assert (out / "final" / "config.json").is_file()
+    shards = list((out / "checkpoints").glob("step_*/*optim_states.pt"))
+    assert len(shards) == 2, shards  # one ZeRO optimizer shard per rank
+
+
 def _children_alive() -> list:
     return [p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"]
 

@@ -67,7 +67,7 @@ def test_unknown_hparam_lists_valid_ones():
     (dict(top_k=6), "top_k"), (dict(tau_quantile=1.2), "tau_quantile"), (dict(tau_quantile=-0.1), "tau_quantile"),
     (dict(lambda_top1=0.9), "lambda_top1"), (dict(tau_scope="global"), "tau_scope"), (dict(clip_low=1.0), "clip_low"),
     (dict(clip_high=-0.1), "clip_high"), (dict(dual_clip=0.5), "dual_clip"), (dict(aggregation="sum"), "aggregation"),
-    (dict(chunk_size=0), "chunk_size"),
+    (dict(chunk_size=0), "chunk_size"), (dict(tau_value=-1.0), "tau_value"), (dict(tau_value=math.inf), "tau_value"),
 ])
 def test_out_of_range_hparams_name_the_field(hp, field):
     with pytest.raises(ValueError, match=field):

@@ -64,6 +64,20 @@ def test_simko_negative_top1_forking_token_scaled_by_lambda():
     assert stats["simko/pos_gate_frac"].item() == 0.0
 
 
+def test_simko_fixed_tau_value_replaces_the_quantile():
+    """tau_value (what the engine sets for tau_scope="batch"): above every entropy nothing is
+    gated (GRPO's value, 1.0); below every entropy each top-1 token of the wrong answer is."""
+    logits, tokens = forking_sequence(sampled_is_top1=True)
+    old = on_policy_old_logprobs(logits, tokens)
+    args = dict(logits=logits, tokens=tokens, old_logprobs=old, advantages=torch.tensor([-1.0]),
+                mask=torch.ones(1, 5, dtype=torch.bool))
+    high, stats_high = compute_policy_loss("simko", **args, tau_value=100.0)
+    assert high.item() == pytest.approx(1.0, rel=1e-6) and stats_high["simko/forking_frac"].item() == 0.0
+    low, stats_low = compute_policy_loss("simko", **args, tau_value=0.0)
+    assert stats_low["simko/tau_mean"].item() == 0.0 and stats_low["simko/neg_top1_gate_frac"].item() > 0.2
+    assert low.item() == pytest.approx(1.0 + 0.1 * stats_low["simko/neg_top1_gate_frac"].item(), rel=1e-6)
+
+
 def test_simko_negative_non_top1_forking_token_is_grpo():
     logits, tokens = forking_sequence(sampled_is_top1=False)
     old = on_policy_old_logprobs(logits, tokens)
