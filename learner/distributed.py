@@ -2,11 +2,16 @@
 launcher and Ray actors (which set the same env vars before building the engine)."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -24,11 +29,28 @@ def init_process_group(backend: str) -> tuple[int, int]:
     import deepspeed
 
     if not dist.is_initialized():
+        wait_for_extension_lock()
         if "RANK" not in os.environ:
             os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                               MASTER_PORT=str(free_port()))
         deepspeed.init_distributed(dist_backend=backend)
     return dist.get_rank(), dist.get_world_size()
+
+
+def wait_for_extension_lock(timeout_s: float = 300.0) -> None:
+    """DeepSpeed's CPU init loads its shm comm op through torch's JIT extension builder, which waits
+    for as long as a lock file exists. A process killed while holding it (a cancelled job) leaves
+    the file behind and every later learner would hang silently. A real build finishes within a
+    minute or two (scripts/setup.sh prebuilds it), so a lock still there after `timeout_s` is stale."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    lock = Path(root) / "deepspeed_shm_comm" / "lock" if root else None
+    deadline = time.monotonic() + timeout_s
+    while lock is not None and lock.exists():
+        if time.monotonic() > deadline:
+            log.warning("removing stale extension lock %s (held for over %.0fs)", lock, timeout_s)
+            lock.unlink(missing_ok=True)
+            return
+        time.sleep(1.0)
 
 
 def any_rank(flag: bool) -> bool:

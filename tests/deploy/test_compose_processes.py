@@ -116,6 +116,20 @@ class ProcessStack:
         with open(self.logs / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(self.argv_for(name), cwd=REPO, env=self.env_for(name), stdout=log,
                                                 stderr=subprocess.STDOUT, start_new_session=True)
+        if "SIMKO_RAY_HEAD" in self.env_for(name) or name == "ray-head":
+            self._wait_ray_node_started(name)
+
+    def _wait_ray_node_started(self, name: str) -> None:
+        """One Ray node at a time: containers have a network namespace each, but here every raylet
+        shares the host's ports, and two nodes starting together can pick the same free port
+        ("bind: Address already in use", the node then times out registering)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S[name]
+        while "Ray runtime started" not in self.tail(name, lines=200):
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+            assert time.monotonic() < deadline, f"{name}: Ray node not started after {READY_TIMEOUT_S[name]}s"
+            time.sleep(0.5)
 
     def wait_healthy(self, name: str) -> None:
         probe = self.plans[name].healthcheck

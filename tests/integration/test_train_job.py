@@ -67,6 +67,38 @@ def test_train_with_a_two_rank_learner(tmp_path):
     assert len(shards) == 2, shards  # one ZeRO optimizer shard per rank
 
 
+def test_stopped_job_resumes_from_its_checkpoint(tmp_path):
+    """SIGTERM `simko train` after step 2 (checkpoint every step); the same command with the same
+    --out resumes from the newest checkpoint: the step count and weight versions continue
+    instead of starting over."""
+    out = tmp_path / "run"
+    argv = [SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=4",
+            "--set", "trainer.save_every=1"]
+    first = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (out / "metrics.jsonl").exists() or len(read_metrics(out)) < 2:
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()[-4000:] if first.poll() else ""
+            time.sleep(0.5)
+        first.terminate()
+        first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    before = read_metrics(out)
+    assert first.returncode != 0 and len(before) < 4  # stopped early, not finished
+    second = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-4000:]
+    resumed = read_metrics(out)[len(before):]
+    # It picks up after the last checkpoint (step 2, or step 1 if the stop came between the
+    # metrics row and the checkpoint of step 2), never from step 1 of a fresh model.
+    assert resumed[0]["trainer/step"] in (2, 3) and resumed[-1]["trainer/step"] == 4, resumed
+    assert [r["trainer/step"] for r in resumed] == list(range(resumed[0]["trainer/step"], 5))
+    checkpointed = before[resumed[0]["trainer/step"] - 2]  # the row of the step that was checkpointed
+    assert resumed[0]["learner/weight_version"] >= checkpointed["learner/weight_version"] >= 1
+    assert not _children_alive(), "simko train left processes behind"
+
+
 def _children_alive() -> list:
     return [p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"]
 
