@@ -2,7 +2,7 @@
 
 It mixes ordinary equivalent / non-equivalent forms (where math-verify is already right) with the
 known misses and false positives from math-verify's public issue list, so the comparison shows both
-that we fixed those and that we did not break the rest. Used by tests/verifier and bench/verifier.py.
+that we fixed those and that we did not break the rest. Used by tests/verifier and bench/verifier_service.py.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Learner update throughput and peak memory, SimKO vs GRPO, in one run (same model, same batches).
 
-    source scripts/env.sh && OMP_NUM_THREADS=1 .venv/bin/python bench/learner.py [--updates 3] ...
+    source scripts/env.sh && OMP_NUM_THREADS=1 .venv/bin/python bench/learner_update.py [--updates 3] ...
 
 Prints one JSON object. tokens/s counts trained response tokens (x PPO epochs) per second of
 update() wall time, old-log-prob recomputation included. Peak memory: on GPU the CUDA allocator's
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import sys
@@ -23,6 +24,11 @@ import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# DeepSpeed prints to stdout (at import and at init); stdout is kept for the one JSON result.
+sys.stdout.flush()
+RESULT_OUT = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
 
 from learner.config import LearnerConfig  # noqa: E402
 from learner.engine import LearnerEngine  # noqa: E402
@@ -125,7 +131,7 @@ def main() -> None:
         "results": results,
         "simko_over_grpo_tokens_per_s": round(results["simko"]["tokens_per_s"] / results["grpo"]["tokens_per_s"], 3),
     }
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2), file=RESULT_OUT, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark the verifier: HTTP service vs math-verify called directly in-process, same items.
 
-    python bench/verifier.py [--items 400] [--workers 2] [--hostile-frac 0.01]
+    python bench/verifier_service.py [--items 400] [--workers 2] [--hostile-frac 0.01]
 
 Prints one JSON object: throughput (items/s) and p50/p99 latency of the service (a real uvicorn
 process with its grader pool), the same for plain math-verify (parse + verify, in-process, its own

@@ -1,7 +1,7 @@
 """Rollout benchmark: one worker end to end (Redis -> vLLM -> verifier HTTP -> Redis) vs raw vLLM
 `generate` on the same prompts, same engine, same batch size, in the same run. Prints one JSON object.
 
-    source scripts/env.sh && .venv/bin/python bench/rollout.py [--model DIR] [--groups 64] [--n 8]
+    source scripts/env.sh && .venv/bin/python bench/rollout_overhead.py [--model DIR] [--groups 64] [--n 8]
 
 overhead_ratio = raw tokens/s / worker tokens/s (target <= 1.15). Both sides generate with the same
 sampling parameters (incl. top-k log-probs) on the same prompts in the same batch size; token
