@@ -1,25 +1,17 @@
 """The `simko` command line. Each subcommand is a thin handler that imports its component lazily,
 so `simko --help` is instant and a component's heavy imports (vLLM, DeepSpeed, Ray) load only
-when used. Subcommands whose component has not been built yet exit with status 2 and say so."""
+when used. `serve learner` exits with status 2 and says where the learner runs instead."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable
 
 NOT_BUILT_EXIT = 2
 
 
 class NotBuiltYet(RuntimeError):
-    """A subcommand whose component is planned (see the issue named) but not built yet."""
-
-
-def _not_built(what: str, issue: str) -> Callable[[argparse.Namespace], int]:
-    def handler(_args: argparse.Namespace) -> int:
-        raise NotBuiltYet(f"`simko {what}` is not available yet: it arrives with {issue}.")
-
-    return handler
+    """A subcommand that exists by name but not as this kind of process (exit status 2, with why)."""
 
 
 def _serve(args: argparse.Namespace) -> int:
