@@ -9,22 +9,25 @@ and writes it to OUT/seeds.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from services.report import load_eval
+
 ARMS = ("base", "grpo", "simko")
 
 
 def aggregate(out: Path, seeds: list[int]) -> str:
-    tables = {arm: [] for arm in ARMS}
+    # per_seed[seed][arm] = that run's pass@K table (services.report reads the eval files)
+    per_seed: dict[int, dict[str, dict[int, float]]] = {}
     for seed in seeds:
         for arm in ARMS:
             path = out / f"seed{seed}" / arm / "eval" / "pass_at_k.json"
             if path.is_file():
-                tables[arm].append({int(k): v for k, v in json.loads(path.read_text())["pass_at_k"].items()})
+                per_seed.setdefault(seed, {})[arm] = load_eval(path)[0]
+    tables = {arm: [runs[arm] for runs in per_seed.values() if arm in runs] for arm in ARMS}
     ks = sorted({k for rows in tables.values() for row in rows for k in row})
     lines = ["| model | seeds | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
     for arm, rows in tables.items():
@@ -36,16 +39,11 @@ def aggregate(out: Path, seeds: list[int]) -> str:
             spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
             cells.append(f"{statistics.mean(values):.1f}{spread}")
         lines.append(f"| {arm} | {len(rows)} | " + " | ".join(cells) + " |")
-    per_seed = ["", "Per seed pass@1 / pass@64 (base, grpo, simko):", ""]
+    lines += ["", "Per seed pass@1 / pass@64 (base, grpo, simko):", ""]
     for seed in seeds:
-        row = []
-        for arm in ARMS:
-            path = out / f"seed{seed}" / arm / "eval" / "pass_at_k.json"
-            if path.is_file():
-                t = json.loads(path.read_text())["pass_at_k"]
-                row.append(f"{arm} {100 * t['1']:.1f} / {100 * t[max(t, key=int)]:.1f}")
-        per_seed.append(f"- seed {seed}: " + ", ".join(row))
-    return "\n".join(lines + per_seed)
+        lines.append(f"- seed {seed}: " + ", ".join(f"{arm} {100 * t[1]:.1f} / {100 * t[max(t)]:.1f}"
+                                                    for arm, t in per_seed.get(seed, {}).items()))
+    return "\n".join(lines)
 
 
 def main() -> int:

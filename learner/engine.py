@@ -92,7 +92,11 @@ class LearnerEngine:
         self.ds.train()  # from_pretrained returns eval mode; gradient checkpointing needs train mode
         self.device = torch.device(get_accelerator().current_device_name())
         self.loss_hparams = cfg.effective_loss_hparams
-        self.aggregation = make_hparams(cfg.loss, **self.loss_hparams).aggregation
+        hparams = make_hparams(cfg.loss, **self.loss_hparams)
+        self.aggregation = hparams.aggregation
+        # SimKO with tau_scope="batch": the quantile batch_hparams fixes over the whole batch.
+        self.batch_tau_quantile = (hparams.tau_quantile if cfg.loss == "simko" and hparams.tau_scope == "batch"
+                                   else None)
         self.state = LearnerState()
 
     # ------------------------------------------------------------------ the update
@@ -131,14 +135,14 @@ class LearnerEngine:
         to the entropy quantile over every response token of the batch (all micro-batches, all
         ranks, pre-update weights): one micro-batch alone would give a different tau per packing."""
         hp = self.loss_hparams
-        if self.cfg.loss != "simko" or hp.get("tau_scope") != "batch":
+        if self.batch_tau_quantile is None:
             return hp
         local = [mb.old_entropy[mb.mask.to(mb.old_entropy.device)] for plan in plans for mb in plan if mb.weight > 0]
         entropy = all_gather_1d(torch.cat(local) if local else torch.zeros(0, device=self.device))
         if entropy.numel() == 0:
             return hp
-        q = make_hparams("simko", **hp).tau_quantile
-        return {**hp, "tau_value": float(masked_quantile(entropy, torch.ones_like(entropy, dtype=torch.bool), q))}
+        tau = masked_quantile(entropy, torch.ones_like(entropy, dtype=torch.bool), self.batch_tau_quantile)
+        return {**hp, "tau_value": float(tau)}
 
     def logits(self, mb: MicroBatch) -> torch.Tensor:
         """[b, T, V] float32 logits divided by the sampling temperature; logits[:, t] predicts

@@ -7,6 +7,7 @@ so a window far larger than that bounds memory and checkpoint size on long jobs.
 """
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,8 +29,10 @@ class RecentIds:
         for group_id in ids:
             self._ids.pop(group_id, None)
             self._ids[group_id] = None
-        for oldest in list(self._ids)[:max(0, len(self._ids) - self.capacity)]:
-            del self._ids[oldest]
+        excess = len(self._ids) - self.capacity
+        if excess > 0:  # only then walk the oldest ids (a full copy per update would be O(capacity))
+            for oldest in list(itertools.islice(self._ids, excess)):
+                del self._ids[oldest]
 
     def __contains__(self, group_id: object) -> bool:
         return group_id in self._ids

@@ -1,11 +1,12 @@
 """Thin Ray actor adapter over RolloutWorker: more replicas = more throughput, no learner change.
 
-    workers = spawn_rollout_workers(config, replicas=4, num_cpus=1, num_gpus=1)
+    workers = [spawn_rollout_worker(config, i, num_cpus=1, num_gpus=1)[1] for i in range(4)]
     ray.get([w.start.remote() for w in workers])
     ...
     ray.get([w.stop.remote() for w in workers])
 
-Resources come from the caller (config), not from a hard-coded decorator.
+Resources come from the caller (config), not from a hard-coded decorator. The controller's
+services.rollout_pool.RolloutPool spawns, replaces and resizes workers through the same function.
 """
 from __future__ import annotations
 
@@ -62,11 +63,12 @@ class RolloutWorkerActor:
             raise RuntimeError(f"rollout worker {self.worker.worker_id} died") from self._error
 
 
-def spawn_rollout_workers(config: RolloutConfig, replicas: int, *, num_cpus: float = 1, num_gpus: float = 0,
-                          use_registry: bool = True) -> list:
-    """`replicas` independent workers of one job, each a consumer of the job's prompt stream."""
-    remote_cls = ray.remote(RolloutWorkerActor)
-    return [remote_cls.options(num_cpus=num_cpus, num_gpus=num_gpus, name=f"simko-rollout-{config.job_id}-{i}")
-            .remote(dataclasses.replace(config, worker_id=config.worker_id and f"{config.worker_id}-{i}"),
-                    use_registry)
-            for i in range(replicas)]
+def spawn_rollout_worker(config: RolloutConfig, index: int, *, num_cpus: float = 1, num_gpus: float = 0,
+                         resources: dict[str, float] | None = None, use_registry: bool = True) -> tuple[str, object]:
+    """Worker `index` of the job, a consumer of the job's prompt stream: (name, actor handle). The
+    actor name doubles as the stream consumer name, so a replaced worker is recognisable in Redis."""
+    name = f"simko-rollout-{config.job_id}-{index}"
+    actor = ray.remote(RolloutWorkerActor).options(
+        name=name, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or None,
+    ).remote(dataclasses.replace(config, worker_id=name), use_registry)
+    return name, actor

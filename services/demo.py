@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from services.make_tiny import MAX_TOKENS, TEMPLATE
@@ -35,7 +35,7 @@ class DemoPlan:
     n_eval: int = 64
     seed: int = 0
     ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    overrides: dict = field(default_factory=dict)  # JobSpec overrides, dotted keys
+    overrides: tuple[str, ...] = ()  # `KEY=VALUE` JobSpec overrides (services.jobspec.apply_override)
 
     @classmethod
     def for_minutes(cls, minutes: float, *, seed: int = 0) -> "DemoPlan":
@@ -60,20 +60,20 @@ class DemoPlan:
 
 
     def with_overrides(self, items: list[str]) -> "DemoPlan":
-        """`key=value` JobSpec overrides (YAML-parsed values), applied to both arms alike."""
-        import yaml
+        """`--set KEY=VALUE` JobSpec overrides, applied to both arms alike. Both arms' specs are
+        validated now, so a bad override fails before anything starts, naming the field."""
+        from services.jobspec import JobSpec
 
-        overrides = dict(self.overrides)
-        for item in items:
-            key, sep, raw = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-            overrides[key] = yaml.safe_load(raw)
-        return replace(self, overrides=overrides)
+        plan = replace(self, overrides=self.overrides + tuple(items))
+        for loss in LOSSES:
+            JobSpec.parse(demo_spec(plan, loss, Path("train.jsonl")))
+        return plan
 
 
 def demo_spec(plan: DemoPlan, loss: str, train_file: Path) -> dict:
     """The JobSpec of one arm. GRPO and SimKO differ only in algorithm.loss (+ its hparams)."""
+    from services.jobspec import apply_override
+
     hparams = {"top_k": 3, "alpha": 0.01, "tau_quantile": 0.8, "lambda_top1": 1.1} if loss == "simko" else {}
     spec = {
         "name": f"demo-{loss}",
@@ -88,12 +88,8 @@ def demo_spec(plan: DemoPlan, loss: str, train_file: Path) -> dict:
         "trainer": {"steps": plan.steps, "max_staleness": 0, "seed": plan.seed},
         "verifier": {"workers": 1},
     }
-    for key, value in plan.overrides.items():
-        node = spec
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+    for item in plan.overrides:
+        apply_override(spec, item)
     return spec
 
 
@@ -164,7 +160,7 @@ def run_demo(out: Path, plan: DemoPlan) -> Path:
     train_file, heldout = write_split(plan, out / "data")
     (out / "plan.json").write_text(json.dumps({"steps": plan.steps, "held_out": plan.held_out, "train": plan.train,
                                                "n_eval": plan.n_eval, "seed": plan.seed,
-                                               "overrides": plan.overrides}, indent=2) + "\n")
+                                               "overrides": list(plan.overrides)}, indent=2) + "\n")
     walls = {}
     for loss in LOSSES:
         walls[loss] = train_arm(plan, loss, train_file, out / loss)
@@ -183,5 +179,5 @@ def run_demo(out: Path, plan: DemoPlan) -> Path:
                 f"Wall time: total {total / 60:.1f} min (GRPO {walls['grpo']:.0f}s, SimKO {walls['simko']:.0f}s, "
                 f"evaluation {eval_s:.0f}s). Command: `simko demo --out {out} --seed {plan.seed} --steps {plan.steps} "
                 f"--held-out {plan.held_out} --n-eval {plan.n_eval}"
-                + "".join(f" --set {k}={v}" for k, v in plan.overrides.items()) + "`.")
+                + "".join(f" --set {item}" for item in plan.overrides) + "`.")
     return write_report(runs, out, title="SimKO vs GRPO on the embedded default", preamble=preamble)

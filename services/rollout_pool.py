@@ -1,13 +1,12 @@
 """The job's pool of rollout worker actors: resize, health, merged metrics (a thin Ray adapter)."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from rollout.actor import RolloutWorkerActor
+from rollout.actor import spawn_rollout_worker
 from rollout.config import RolloutConfig
 
 log = logging.getLogger(__name__)
@@ -24,12 +23,9 @@ class RolloutPool:
         self.replaced = 0
 
     def _spawn(self) -> tuple[str, object]:
-        name = f"simko-rollout-{self.config.job_id}-{self._next_index}"
-        config = dataclasses.replace(self.config, worker_id=name)
+        name, actor = spawn_rollout_worker(self.config, self._next_index, num_cpus=self.num_cpus,
+                                           num_gpus=self.num_gpus, resources=self.resources)
         self._next_index += 1
-        actor = ray.remote(RolloutWorkerActor).options(
-            name=name, num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-            resources=self.resources or None).remote(config)
         actor.start.remote()
         return name, actor
 

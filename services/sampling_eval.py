@@ -54,13 +54,12 @@ def count_correct(engine, examples: Sequence[Example], *, template: str, n: int,
     for start in range(0, len(examples), chunk):
         part = list(examples[start:start + chunk])
         results = engine.generate([render_prompt(template, ex.prompt) for ex in part], params)
-        items, owners = [], []
+        items = []
         for ex, res in zip(part, results):
             if res.error:
                 raise ValueError(f"problem {ex.id}: the engine refused its prompt ({res.error})")
             for s in res.samples:
                 items.append({"task": ex.task, "response": s.text, "gold": ex.answer})
-                owners.append(ex)
         verdicts = grade(items)
         for i, (ex, res) in enumerate(zip(part, results)):
             ok = verdicts[i * n:(i + 1) * n]

@@ -123,31 +123,33 @@ class ProcessStack:
         """One Ray node at a time: containers have a network namespace each, but here every raylet
         shares the host's ports, and two nodes starting together can pick the same free port
         ("bind: Address already in use", the node then times out registering)."""
-        deadline = time.monotonic() + READY_TIMEOUT_S[name]
-        while "Ray runtime started" not in self.tail(name, lines=200):
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-            assert time.monotonic() < deadline, f"{name}: Ray node not started after {READY_TIMEOUT_S[name]}s"
-            time.sleep(0.5)
+        self._wait_until(name, lambda: "Ray runtime started" in self.tail(name, lines=200), "Ray node not started",
+                         poll_s=0.5)
 
     def wait_healthy(self, name: str) -> None:
         probe = self.plans[name].healthcheck
+        self._wait_until(name, lambda: subprocess.run(probe, cwd=REPO, env=self.env_for(name), capture_output=True,
+                                                      timeout=30).returncode == 0, "not healthy", poll_s=1.0)
+
+    def _wait_until(self, name: str, ready, what: str, *, poll_s: float) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S[name]
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-            if subprocess.run(probe, cwd=REPO, env=self.env_for(name), capture_output=True, timeout=30).returncode == 0:
+        while True:
+            self._assert_alive(name)
+            if ready():
                 return
-            time.sleep(1.0)
-        raise AssertionError(f"{name} not healthy after {READY_TIMEOUT_S[name]}s:\n{self.tail(name)}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} {what} after {READY_TIMEOUT_S[name]}s:\n{self.tail(name)}")
+            time.sleep(poll_s)
 
     def assert_running(self) -> None:
         """Every service is still up (Docker would restart an exited one; here the job would hang)."""
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+        for name in self.procs:
+            self._assert_alive(name)
+
+    def _assert_alive(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is not None:
+            raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
 
     def tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"

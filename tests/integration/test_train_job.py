@@ -25,6 +25,14 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def wait_for_rows(job: subprocess.Popen, run_dir: Path, count: int, timeout_s: float = 600) -> None:
+    """Until the running `simko train` has logged `count` steps (fails with its stderr if it exits)."""
+    deadline = time.monotonic() + timeout_s
+    while not (run_dir / "metrics.jsonl").exists() or len(read_metrics(run_dir)) < count:
+        assert job.poll() is None and time.monotonic() < deadline, job.stderr.read()[-4000:] if job.poll() else ""
+        time.sleep(0.5)
+
+
 def assert_on_policy_progress(rows: list[dict], steps: int) -> None:
     assert [r["trainer/step"] for r in rows] == list(range(1, steps + 1))
     updates = 0
@@ -76,10 +84,7 @@ def test_stopped_job_resumes_from_its_checkpoint(tmp_path):
             "--set", "trainer.save_every=1"]
     first = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 600
-        while not (out / "metrics.jsonl").exists() or len(read_metrics(out)) < 2:
-            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()[-4000:] if first.poll() else ""
-            time.sleep(0.5)
+        wait_for_rows(first, out, 2)
         first.terminate()
         first.communicate(timeout=120)
     finally:
@@ -154,7 +159,7 @@ def test_api_job_with_two_workers_resized_to_one(api_server):
     workers = [r["rollout/workers"] for r in rows]
     assert workers[0] == 2 and workers[-1] == 1, workers
     # The controller records the terminal state, then stops its workers, Ray and verifier.
-    wait_exited(job["controller_pid"], timeout_s=120)
+    wait_exited([job["controller_pid"]], timeout_s=120)
 
 
 def test_cancel_stops_the_job_and_leaves_no_processes(api_server):
@@ -172,16 +177,14 @@ def test_cancel_stops_the_job_and_leaves_no_processes(api_server):
     assert client.post(f"/v1/jobs/{job_id}/cancel").json()["state"] == "cancelling"
     job = wait_state(client, job_id, ("cancelled", "failed", "succeeded"), timeout_s=300)
     assert job["state"] == "cancelled", job
-    deadline = time.monotonic() + 60
-    while (left := [p for p in group if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]):
-        assert time.monotonic() < deadline, [psutil.Process(p).cmdline() for p in left]
-        time.sleep(1.0)
+    wait_exited(group, timeout_s=60)
 
 
-def wait_exited(pid: int, timeout_s: float) -> None:
+def wait_exited(pids, timeout_s: float) -> None:
+    """Until none of `pids` runs any more (zombies count as gone); fails naming what is left."""
     deadline = time.monotonic() + timeout_s
-    while psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
-        assert time.monotonic() < deadline, f"process {pid} still running after {timeout_s}s"
+    while (left := [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]):
+        assert time.monotonic() < deadline, [psutil.Process(p).cmdline() for p in left]
         time.sleep(0.5)
 
 
@@ -202,10 +205,7 @@ def test_redis_restart_mid_job_the_job_continues(redis_factory, tmp_path):
                             "--set", f"infra.redis_url=redis://127.0.0.1:{port}/0"],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 600
-        while not (out / "metrics.jsonl").exists() or len(read_metrics(out)) < 2:
-            assert job.poll() is None and time.monotonic() < deadline, job.stderr.read()[-4000:] if job.poll() else ""
-            time.sleep(0.5)
+        wait_for_rows(job, out, 2)
         redis_proc.kill()
         redis_proc.wait()
         time.sleep(2)

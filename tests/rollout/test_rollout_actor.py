@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_actor_worker_uses_registry_weights(ray_local, tiny_model_dir, redis_url) -> None:
     import ray
 
-    from rollout.actor import spawn_rollout_workers
+    from rollout.actor import spawn_rollout_worker
     from rollout.weight_registry import get_or_create_registry, kill_registry, publish_weights
 
     job = f"a{uuid.uuid4().hex[:8]}"
@@ -28,7 +28,7 @@ def test_actor_worker_uses_registry_weights(ray_local, tiny_model_dir, redis_url
         cfg = RolloutConfig(job_id=job, model=str(tiny_model_dir), redis_url=redis_url, verifier_url=verifier_url,
                             n=2, max_tokens=8, batch_groups=4, block_ms=100, dtype="float32", max_model_len=128,
                             kv_cache_bytes=64 * 2**20)
-        [actor] = spawn_rollout_workers(cfg, replicas=1, num_cpus=1)
+        _, actor = spawn_rollout_worker(cfg, 0, num_cpus=1)
         RedisStream(QueueConfig(url=redis_url), prompts_stream(job)).publish_many(
             [PromptGroup(job_id=job, group_id=f"g{i}", prompt=f"{i} + 1 =", gold=str(i + 1), task="math", n=2)
              for i in range(3)])
