@@ -14,13 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.report import load_eval
+from services.evaluation.report import load_eval
 
 ARMS = ("base", "grpo", "simko")
 
 
 def aggregate(out: Path, seeds: list[int]) -> str:
-    # per_seed[seed][arm] = that run's pass@K table (services.report reads the eval files)
+    # per_seed[seed][arm] = that run's pass@K table (services.evaluation.report reads the eval files)
     per_seed: dict[int, dict[str, dict[int, float]]] = {}
     for seed in seeds:
         for arm in ARMS:

@@ -30,10 +30,10 @@ sys.stdout.flush()
 RESULT_OUT = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
 
-from learner.config import LearnerConfig  # noqa: E402
+from learner.config import AlgorithmSection, LearnerJob, LearnerSection  # noqa: E402
 from learner.engine import LearnerEngine  # noqa: E402
-from services.messages import Sample, ScoredGroup  # noqa: E402
-from services.tiny_model import build_tiny_model  # noqa: E402
+from services.wire.messages import Sample, ScoredGroup  # noqa: E402
+from services.models.tiny import build_tiny_model  # noqa: E402
 
 
 class PeakRss:
@@ -77,10 +77,11 @@ def make_batch(seed: int, groups: int, n: int, vocab: int, prompt_len: int, resp
 
 
 def run_loss(loss: str, args, model_dir: Path) -> dict:
-    cfg = LearnerConfig(model_path=str(model_dir), loss=loss, zero_stage=args.zero_stage, lr=1e-5,
-                        batch_prompts=args.groups, mini_batch_prompts=args.groups // 2,
-                        micro_batch_tokens=args.micro_batch_tokens, max_seq_len=args.prompt_len + args.response_len,
-                        seed=0)
+    section = LearnerSection(zero_stage=args.zero_stage, lr=1e-5, batch_prompts=args.groups,
+                             mini_batch_prompts=args.groups // 2, micro_batch_tokens=args.micro_batch_tokens,
+                             max_seq_len=args.prompt_len + args.response_len)
+    cfg = LearnerJob(model_path=str(model_dir), temperature=1.0, max_response_tokens=args.response_len, seed=0,
+                     learner=section, algorithm=AlgorithmSection(loss=loss))
     engine = LearnerEngine(cfg)
     batch = lambda i: make_batch(i, args.groups, args.n, args.vocab, args.prompt_len, args.response_len)  # noqa: E731
     engine.update(batch(-1))  # warm-up: first-call allocations and lazy init

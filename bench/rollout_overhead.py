@@ -26,12 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rollout.config import RolloutConfig  # noqa: E402
+from rollout.config import RolloutJob, RolloutSection  # noqa: E402
+from rollout.engine import sampling_kwargs  # noqa: E402
 from rollout.engine import Engine  # noqa: E402
 from rollout.worker import RolloutWorker  # noqa: E402
-from services.messages import PromptGroup  # noqa: E402
-from services.local_stack import start_redis, start_verifier  # noqa: E402
-from services.queues import QueueConfig, RedisStream, prompts_stream  # noqa: E402
+from services.wire.messages import PromptGroup  # noqa: E402
+from services.control.local_stack import start_redis, start_verifier  # noqa: E402
+from services.wire.streams import QueueConfig, RedisStream, prompts_stream  # noqa: E402
 
 
 def prompt_groups(job: str, count: int, n: int) -> list[PromptGroup]:
@@ -39,13 +40,13 @@ def prompt_groups(job: str, count: int, n: int) -> list[PromptGroup]:
                         prompt=f"Compute {i} * {i + 3} and put the result in \\boxed{{}}.") for i in range(count)]
 
 
-def raw_generate(engine: Engine, cfg: RolloutConfig, groups: list[PromptGroup]) -> tuple[int, float]:
+def raw_generate(engine: Engine, job: RolloutJob, groups: list[PromptGroup]) -> tuple[int, float]:
     """Plain `LLM.generate`, batch after batch of the worker's size: the ceiling for the worker."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    params = SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
-                            logprobs=cfg.top_logprobs)
+    cfg = job.rollout
+    params = SamplingParams(**sampling_kwargs(cfg, cfg.n))
     prompts = [TokensPrompt(prompt_token_ids=engine.tokenize(g.prompt)) for g in groups]
     tokens, t0 = 0, time.perf_counter()
     for i in range(0, len(prompts), cfg.batch_groups):
@@ -54,7 +55,7 @@ def raw_generate(engine: Engine, cfg: RolloutConfig, groups: list[PromptGroup]) 
     return tokens, time.perf_counter() - t0
 
 
-def worker_stream(engine: Engine, cfg: RolloutConfig, groups: list[PromptGroup]) -> tuple[int, float, dict]:
+def worker_stream(engine: Engine, cfg: RolloutJob, groups: list[PromptGroup]) -> tuple[int, float, dict]:
     """The worker's full path over the same prompts: consume -> generate -> verify -> publish -> ACK."""
     RedisStream(QueueConfig(url=cfg.redis_url), prompts_stream(cfg.job_id)).publish_many(groups)  # not timed
     worker = RolloutWorker(cfg, engine=engine)
@@ -68,7 +69,7 @@ def worker_stream(engine: Engine, cfg: RolloutConfig, groups: list[PromptGroup])
         worker.close()
 
 
-def run_round(engine: Engine, cfg: RolloutConfig, groups: list[PromptGroup], worker_first: bool) -> dict:
+def run_round(engine: Engine, cfg: RolloutJob, groups: list[PromptGroup], worker_first: bool) -> dict:
     if worker_first:
         w_tokens, w_s, metrics = worker_stream(engine, cfg, groups)
         raw_tokens, raw_s = raw_generate(engine, cfg, groups)
@@ -111,21 +112,21 @@ def main(argv: list[str] | None = None) -> dict:
         stack.enter_context(stdout_to_stderr())
         model = args.model
         if model is None:
-            from services.tiny_model import build_tiny_model
+            from services.models.tiny import build_tiny_model
 
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-model-"))
             model = str(build_tiny_model(Path(tmp) / "model"))
-        # The same private services `simko train` starts (services.local_stack).
+        # The same private services `simko train` starts (services.control.local_stack).
         redis = start_redis(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-redis-"))))
         stack.callback(redis.stop)
         verifier = start_verifier(workers=1)
         stack.callback(verifier.stop)
-        base = RolloutConfig(job_id="bench", model=model, redis_url=redis.url,
-                             verifier_url=verifier.url, n=args.n, max_tokens=args.max_tokens,
-                             batch_groups=args.batch_groups, dtype=args.dtype, max_model_len=512,
-                             kv_cache_bytes=512 * 2**20, backpressure_bound=10 * args.groups,
-                             pipeline=not args.no_pipeline)
-        engine = Engine(base.engine_config())
+        section = RolloutSection(n=args.n, max_tokens=args.max_tokens, batch_groups=args.batch_groups,
+                                 dtype=args.dtype, max_model_len=512, kv_cache_bytes=512 * 2**20,
+                                 backpressure_bound=10 * args.groups, pipeline=not args.no_pipeline)
+        base = RolloutJob(job_id="bench", model_path=model, redis_url=redis.url, verifier_url=verifier.url,
+                          max_staleness=0, seed=0, rollout=section)
+        engine = Engine(model, section)
         # Warm-up: an untimed round compiles / allocates before anything is timed.
         run_round(engine, dataclasses.replace(base, job_id="bench-warmup"), prompt_groups("w", args.groups, args.n),
                   worker_first=False)
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     # shared machine (they swing single timings by up to 10x on the 2-core dev boxes).
     ratio = statistics.median(r["overhead_ratio"] for r in rounds)
     result = {
-        "bench": "rollout", "model": args.model or "tiny-qwen2 (services.tiny_model)", "groups": args.groups,
+        "bench": "rollout", "model": args.model or "tiny-qwen2 (services.models.tiny)", "groups": args.groups,
         "n": args.n, "max_tokens": args.max_tokens, "batch_groups": args.batch_groups, "dtype": args.dtype,
         "cpu_count": os.cpu_count(),
         "raw_tokens_per_s": statistics.median(r["raw_tokens_per_s"] for r in rounds),

@@ -26,8 +26,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from verifier.accuracy import CASES, accuracy, mathverify_alone, ours  # noqa: E402
-from verifier.client import VerifierClient  # noqa: E402
+from tests.verifier.accuracy_cases import CASES, accuracy, mathverify_alone, ours  # noqa: E402
+from services.wire.verifier_client import VerifierClient  # noqa: E402
 
 HOSTILE = [  # half caught by the pre-filter, half only by the deadline
     {"task": "math", "response": "\\boxed{10^{10^{10}}}", "gold": "3"},

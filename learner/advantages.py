@@ -5,82 +5,51 @@ the learner broadcasts a sample's advantage over its response tokens.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-
-@dataclass(frozen=True)
-class AdvantageHparams:
-    eps: float = 1e-6  # added to the group std before dividing
-    correct_threshold: float = 0.5  # reward > threshold counts as a correct response (PSR/NSR/pass@k)
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
-            raise ValueError(f"eps must be >= 0, got {self.eps!r}")
+from learner.hparams import (AdvantageHparams, PasskHparams, WReinforceHparams, advantage_names, declare_advantage,
+                             make_advantage_hparams)
 
 
-@dataclass(frozen=True)
-class WReinforceHparams(AdvantageHparams):
-    positive_weight: float = 0.1  # lambda: weight of correct samples (incorrect ones get -1)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not (isinstance(self.positive_weight, (int, float)) and self.positive_weight >= 0):
-            raise ValueError(f"positive_weight must be >= 0, got {self.positive_weight!r}")
+_ESTIMATORS: dict[str, Callable[[torch.Tensor, AdvantageHparams], torch.Tensor]] = {}
 
 
-@dataclass(frozen=True)
-class PasskHparams(AdvantageHparams):
-    k: int = 4  # the K whose pass@K the analytical advantages optimise
+def register_advantage(name: str, hparams: type[AdvantageHparams] | None = None):
+    """Decorator: `@register_advantage("name") def fn(rewards [G,n] float64, hp) -> [G,n]`. The name's
+    hyper-parameters are declared in learner.hparams (or passed here, which declares them)."""
+    if hparams is not None:
+        declare_advantage(name, hparams)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not (isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1):
-            raise ValueError(f"k must be an int >= 1, got {self.k!r}")
-
-
-@dataclass(frozen=True)
-class _Estimator:
-    fn: Callable[[torch.Tensor, AdvantageHparams], torch.Tensor]
-    hparams: type[AdvantageHparams]
-
-
-_ESTIMATORS: dict[str, _Estimator] = {}
-
-
-def register_advantage(name: str, hparams: type[AdvantageHparams] = AdvantageHparams):
     def wrap(fn):
         if name in _ESTIMATORS:
             raise ValueError(f"advantage estimator {name!r} is already registered")
-        _ESTIMATORS[name] = _Estimator(fn=fn, hparams=hparams)
+        if name not in advantage_names():
+            raise ValueError(f"advantage estimator {name!r} has no declared hyper-parameters (learner.hparams)")
+        _ESTIMATORS[name] = fn
         return fn
 
     return wrap
 
 
-def advantage_names() -> list[str]:
-    return sorted(_ESTIMATORS)
-
-
 def compute_advantages(name: str, rewards: torch.Tensor, **hparams) -> torch.Tensor:
     """rewards [G, n] -> advantages [G, n] (float32) with the named estimator."""
+    return advantages_with(name, make_advantage_hparams(name, **hparams), rewards)
+
+
+def advantages_with(name: str, hp: AdvantageHparams, rewards: torch.Tensor) -> torch.Tensor:
+    """As compute_advantages, with hyper-parameters validated once beforehand (the learner's path)."""
     if name not in _ESTIMATORS:
-        raise ValueError(f"unknown advantage estimator {name!r}; valid: {advantage_names()}")
-    estimator = _ESTIMATORS[name]
-    valid = [f.name for f in dataclasses.fields(estimator.hparams)]
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown hyper-parameter(s) {unknown} for advantage estimator {name!r}; valid: {valid}")
+        raise ValueError(f"unknown advantage estimator {name!r}; valid: {sorted(_ESTIMATORS)}")
     if not isinstance(rewards, torch.Tensor) or rewards.dim() != 2 or rewards.numel() == 0:
         raise ValueError(f"rewards must be a non-empty [G, n] tensor, got {getattr(rewards, 'shape', type(rewards))}")
     rewards = rewards.to(torch.float64)
     if not bool(torch.isfinite(rewards).all()):
         raise ValueError("rewards contain NaN/inf")
-    return estimator.fn(rewards, estimator.hparams(**hparams)).to(torch.float32)
+    hp.check_group_size(rewards.shape[1])
+    return _ESTIMATORS[name](rewards, hp).to(torch.float32)
 
 
 def _group_std(rewards: torch.Tensor) -> torch.Tensor:
@@ -114,14 +83,14 @@ def nsr_advantages(rewards: torch.Tensor, hp: AdvantageHparams) -> torch.Tensor:
     return -(rewards <= hp.correct_threshold).to(rewards.dtype)
 
 
-@register_advantage("w_reinforce", WReinforceHparams)
+@register_advantage("w_reinforce")
 def w_reinforce_advantages(rewards: torch.Tensor, hp: WReinforceHparams) -> torch.Tensor:
     """Weighted REINFORCE (Zhu et al. 2025): lambda on correct samples, -1 on incorrect ones."""
     correct = rewards > hp.correct_threshold
     return torch.where(correct, torch.full_like(rewards, hp.positive_weight), torch.full_like(rewards, -1.0))
 
 
-@register_advantage("passk_training", PasskHparams)
+@register_advantage("passk_training")
 def passk_training_advantages(rewards: torch.Tensor, hp: PasskHparams) -> torch.Tensor:
     """Analytical pass@k advantages (Chen et al. 2025, "Pass@k Training"), per group of N samples
     with N_neg incorrect:
@@ -132,8 +101,6 @@ def passk_training_advantages(rewards: torch.Tensor, hp: PasskHparams) -> torch.
     Groups with sigma = 0 (all correct or no k-subset can succeed) get 0. k = 1 is GRPO with the
     biased std."""
     n = rewards.shape[1]
-    if hp.k > n:
-        raise ValueError(f"passk_training k={hp.k} exceeds the group size n={n}")
     correct = rewards > hp.correct_threshold
     n_neg = (~correct).sum(dim=1).tolist()
     out = torch.zeros_like(rewards)

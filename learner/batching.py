@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from learner.advantages import compute_advantages, dynamic_sampling_keep
-from learner.config import LearnerConfig
-from services.messages import ScoredGroup
+from learner.advantages import advantages_with, dynamic_sampling_keep, overlong_penalty
+from learner.config import LearnerJob, LearnerSection
+from services.wire.messages import ScoredGroup
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class MicroBatch:
         return int(self.mask.sum())
 
 
-def prepare_batch(groups: list[ScoredGroup], cfg: LearnerConfig, *, vocab_size: int) -> PreparedBatch:
+def prepare_batch(groups: list[ScoredGroup], job: LearnerJob, *, vocab_size: int) -> PreparedBatch:
     """Filter and score a batch. Counters (all under `batch/`):
     groups_in, groups_empty, groups_error (rollout-side failure), groups_bad (malformed: NaN reward, empty prompt, ids out of vocabulary),
     groups_overlong_dropped, samples_truncated, groups_equal_reward (dynamic sampling),
@@ -92,13 +92,13 @@ def prepare_batch(groups: list[ScoredGroup], cfg: LearnerConfig, *, vocab_size: 
         if not _well_formed(group, vocab_size):
             counts["groups_bad"] += 1
             continue
-        sequences = _fit_length(group, cfg, counts)
+        sequences = _fit_length(group, job.learner, counts)
         if sequences is None:
             counts["groups_overlong_dropped"] += 1
             continue
         candidates.append((group, sequences))
         out.rewards.extend(group.rewards)
-    for group, sequences, advantages in _with_advantages(candidates, cfg, counts):
+    for group, sequences, advantages in _with_advantages(candidates, job, counts):
         index = len(out.groups)
         out.groups.append(group)
         out.rows.append([Row(ids, group_prompt_len, float(a), index)
@@ -117,7 +117,7 @@ def _well_formed(group: ScoredGroup, vocab_size: int) -> bool:
     return all(0 <= t < vocab_size for t in ids)
 
 
-def _fit_length(group: ScoredGroup, cfg: LearnerConfig, counts: Counter):
+def _fit_length(group: ScoredGroup, cfg: LearnerSection, counts: Counter):
     """[(input_ids, prompt_len)] per sample, or None when the group must be dropped."""
     prompt = tuple(group.prompt_token_ids)
     if len(prompt) >= cfg.max_seq_len:
@@ -130,18 +130,33 @@ def _fit_length(group: ScoredGroup, cfg: LearnerConfig, counts: Counter):
     return [(prompt + tuple(s.token_ids[:room]), len(prompt)) for s in group.samples]
 
 
-def _with_advantages(candidates, cfg: LearnerConfig, counts: Counter):
+def shaped_rewards(groups: list[ScoredGroup], job: LearnerJob) -> torch.Tensor:
+    """Rewards [G, n] of equally sized groups, with DAPO's soft overlong punishment added when
+    algorithm.overlong_buffer_tokens > 0 (ramping to -overlong_penalty_factor at rollout.max_tokens)."""
+    rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float64)
+    algorithm = job.algorithm
+    if algorithm.overlong_buffer_tokens > 0:
+        lengths = torch.tensor([[len(s.token_ids) for s in g.samples] for g in groups])
+        buffer = min(algorithm.overlong_buffer_tokens, job.max_response_tokens)
+        penalty = overlong_penalty(lengths, max_length=job.max_response_tokens, cache_length=buffer)
+        rewards = rewards + algorithm.overlong_penalty_factor * penalty.to(torch.float64)
+    return rewards
+
+
+def _with_advantages(candidates, job: LearnerJob, counts: Counter):
     """Yield (group, sequences, advantages) for groups that carry a learning signal, in input order.
     Estimators take [G, n]; groups are stacked by size n so mixed group sizes still work."""
+    algorithm = job.algorithm
     by_size: dict[int, list[int]] = {}
     for i, (group, _) in enumerate(candidates):
         by_size.setdefault(len(group.samples), []).append(i)
     advantages: dict[int, torch.Tensor] = {}
     for indices in by_size.values():
-        rewards = torch.tensor([candidates[i][0].rewards for i in indices], dtype=torch.float64)
-        keep = dynamic_sampling_keep(rewards) if cfg.dynamic_sampling else torch.ones(len(indices), dtype=torch.bool)
+        rewards = shaped_rewards([candidates[i][0] for i in indices], job)
+        keep = (dynamic_sampling_keep(rewards) if algorithm.dynamic_sampling
+                else torch.ones(len(indices), dtype=torch.bool))
         try:
-            values = compute_advantages(cfg.advantage, rewards, **cfg.advantage_hparams)
+            values = advantages_with(algorithm.advantage, algorithm.advantage_hp, rewards)
         except ValueError as exc:  # the estimator rejects this group size (e.g. pass@k with n < k)
             log.warning("skipping %d groups of size %d: %s", len(indices), rewards.shape[1], exc)
             counts["groups_bad"] += len(indices)
@@ -164,7 +179,7 @@ def mini_batches(batch: PreparedBatch, mini_batch_prompts: int) -> list[list[Row
     return [[row for group_rows in chunk for row in group_rows] for chunk in chunks]
 
 
-def plan_mini_batch(rows: list[Row], cfg: LearnerConfig, *, rank: int, world_size: int,
+def plan_mini_batch(rows: list[Row], cfg: LearnerSection, *, rank: int, world_size: int,
                     pad_id: int, aggregation: str) -> list[MicroBatch]:
     """This rank's micro-batches for one mini-batch (every rank gets the same count)."""
     shards = _split_across_ranks(rows, world_size)

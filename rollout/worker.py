@@ -7,54 +7,52 @@ A prompt is ACKed only after its scored group is published, so a worker killed a
 between leaves its prompts pending; another worker takes them over (XAUTOCLAIM) and the learner
 de-duplicates by group_id (delivery is at-least-once, never at-most-once).
 
-Runs as a plain process (`main`, used by `simko serve rollout`) or inside a Ray actor
-(`rollout.actor`); the class itself knows nothing about Ray.
+Runs as a plain process (rollout.serve, used by `simko serve rollout`) or inside a Ray actor
+(rollout.actor); the class itself knows nothing about Ray.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import json
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from rollout.config import RolloutConfig
+from rollout.config import RolloutJob
 from rollout.engine import Engine, PromptResult, WeightUpdateError
 from rollout.metrics import RolloutMetrics
-from rollout.weights import WeightSource, WeightVersionUnavailable
-from services.messages import PromptGroup, Sample, ScoredGroup
-from services.queues import (PROMPTS_GROUP, ROLLOUTS_GROUP, QueueConfig, QueueUnavailable, RedisStream,
-                             prompts_stream, rollouts_stream)
-from verifier.client import VerifierClient, VerifierError
+from services.wire.messages import PromptGroup, Sample, ScoredGroup
+from services.wire.streams import (PROMPTS_GROUP, ROLLOUTS_GROUP, QueueConfig, QueueUnavailable, RedisStream,
+                                   prompts_stream, rollouts_stream)
+from services.wire.verifier_client import VerifierClient, VerifierError
+from services.wire.weights import WeightSource, WeightVersionUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class RolloutWorker:
-    def __init__(self, config: RolloutConfig, *, engine: Engine | None = None,
+    def __init__(self, job: RolloutJob, *, engine: Engine | None = None,
                  weight_source: WeightSource | None = None, verifier: VerifierClient | None = None):
-        self.config = config
-        self.worker_id = config.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.engine = engine or Engine(config.engine_config())
+        self.job = job
+        self.config = job.rollout  # the rollout section: sampling, engine and flow-control settings
+        self.worker_id = job.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.engine = engine or Engine(job.model_path, job.rollout, seed=job.seed)
         self.weights = weight_source
         # The verifier client is async (httpx); the worker owns one loop and drives it per batch.
         self._loop = asyncio.new_event_loop()
-        self.verifier = verifier or VerifierClient(
-            config.verifier_url, timeout_s=config.verifier_timeout_s, deadline_s=config.verifier_deadline_s,
-            max_batch=config.verifier_max_batch)
-        queue_config = QueueConfig(url=config.redis_url, maxlen=config.stream_maxlen)
-        self.prompts = RedisStream(queue_config, prompts_stream(config.job_id), group=PROMPTS_GROUP,
+        self.verifier = verifier or VerifierClient.for_section(job.verifier_url, job.verifier)
+        queue_config = QueueConfig(url=job.redis_url)
+        self.prompts = RedisStream(queue_config, prompts_stream(job.job_id), group=PROMPTS_GROUP,
                                    consumer=self.worker_id, message_type=PromptGroup)
-        self.rollouts = RedisStream(queue_config, rollouts_stream(config.job_id))
+        self.rollouts = RedisStream(queue_config, rollouts_stream(job.job_id))
         self.metrics = RolloutMetrics()
+        # The vLLM engine is not thread-safe: the loop thread and evaluate() (an actor call) take turns.
+        self._engine_lock = threading.RLock()
         self._refused_versions: set[int] = set()
         self.stop_event = threading.Event()
         # One background thread for verify/publish/ACK; it is the only user of self._loop.
@@ -116,7 +114,7 @@ class RolloutWorker:
     def _generate(self, batch: list[tuple[str, PromptGroup]]) -> tuple | None:
         """Fresh-enough weights, then sample. None (prompts left pending) if the weights are too old."""
         groups = [g for _, g in batch]
-        required = max([g.min_version for g in groups] + [self._learner_version() - self.config.max_staleness])
+        required = max([g.min_version for g in groups] + [self._learner_version() - self.job.max_staleness])
         if not self.ensure_version(required):
             # Leave the prompts pending: a worker with fresh weights (or this one, later) reclaims them.
             log.warning("weights v%d < required v%d after %.0fs; leaving %d prompts pending",
@@ -124,9 +122,10 @@ class RolloutWorker:
             return None
         version = self.engine.version
         t0 = time.perf_counter()
-        results = self.engine.generate(
-            [g.prompt_token_ids if g.prompt_token_ids else g.prompt for g in groups],
-            [self.config.sampling_config(g.n if g.n > 0 else self.config.n) for g in groups])
+        with self._engine_lock:
+            results = self.engine.generate(
+                [g.prompt_token_ids if g.prompt_token_ids else g.prompt for g in groups],
+                [g.n if g.n > 0 else self.config.n for g in groups], sampling=self.config)
         generate_s = time.perf_counter() - t0
         self.metrics.generate_s += generate_s
         return batch, results, version, generate_s
@@ -216,7 +215,8 @@ class RolloutWorker:
             log.info("weights v%d already dropped by the source; will take the next latest", version)
             return
         try:
-            seconds = self.engine.update_weights(weights, version)
+            with self._engine_lock:
+                seconds = self.engine.update_weights(weights, version)
         except WeightUpdateError as exc:
             # The engine refused before touching vLLM: keep serving the old weights, never retry this one.
             self._refused_versions.add(version)
@@ -226,6 +226,26 @@ class RolloutWorker:
         self.metrics.weight_updates += 1
         self.metrics.weight_update_s += seconds
         log.info("loaded weights v%d in %.3fs", version, seconds)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, prompts: Sequence[str], golds: Sequence[str], tasks: Sequence[str], n: int
+                 ) -> list[tuple[int, float]]:
+        """(correct samples, mean response tokens) per prompt: n samples each with the newest
+        published weights and this job's sampling settings (no top-k log-probs), graded by the
+        verifier service. The training loop's pass@K evaluation (trainer.eval_every) uses it."""
+        sampling = self.config.model_copy(update={"top_logprobs": 0})
+        with self._engine_lock:
+            self.sync_weights()
+            results = self.engine.generate(list(prompts), n, sampling=sampling, seed=self.job.seed)
+        failed = [(i, r.error) for i, r in enumerate(results) if r.error]
+        if failed:
+            raise ValueError(f"the engine refused {len(failed)} evaluation prompts, e.g. #{failed[0][0]}: {failed[0][1]}")
+        items = [{"task": task, "response": s.text, "gold": gold}
+                 for r, gold, task in zip(results, golds, tasks) for s in r.samples]
+        # Its own connection and event loop: self._loop belongs to the background finish thread.
+        verdicts = iter(self.verifier.verify_sync(items))
+        return [(sum(next(verdicts).correct for _ in r.samples), sum(len(s.token_ids) for s in r.samples) / n)
+                for r in results]
 
     # ------------------------------------------------------------------ loop
     def run(self, stop_event: threading.Event | None = None, *, max_groups: int | None = None) -> int:
@@ -255,74 +275,3 @@ class RolloutWorker:
         self._loop.close()
         self.prompts.close()
         self.rollouts.close()
-
-
-def weight_source_from_spec(spec: str | None, job_id: str) -> WeightSource | None:
-    """`none` | `dir:PATH` | `ray` (the job's registry actor in the Ray cluster at RAY_ADDRESS)."""
-    if not spec or spec == "none":
-        return None
-    if spec.startswith("dir:"):
-        from rollout.weights import DirectoryWeightSource
-
-        return DirectoryWeightSource(spec[4:])
-    if spec == "ray":
-        from rollout.weight_registry import connect_weight_source  # imports ray: only on this path
-
-        return connect_weight_source(job_id, address=os.environ.get("RAY_ADDRESS", "auto"))
-    raise ValueError(f"unknown weight source {spec!r}: use none, dir:PATH or ray")
-
-
-def parse_args(argv: Sequence[str] | None) -> tuple[RolloutConfig, str | None]:
-    p = argparse.ArgumentParser(prog="simko serve rollout", description="Run one rollout worker process.")
-    p.add_argument("--config", help="JSON or YAML file with the rollout section (flags below override it)")
-    p.add_argument("--job", dest="job_id")
-    p.add_argument("--model")
-    p.add_argument("--redis-url")
-    p.add_argument("--verifier-url")
-    p.add_argument("--weights", default=None, help="none | dir:PATH | ray")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other RolloutConfig field, value parsed as JSON when possible")
-    args = p.parse_args(argv)
-    values: dict = {}
-    if args.config:
-        import yaml
-
-        with open(args.config) as f:
-            values.update(yaml.safe_load(f) or {})
-    for key in ("job_id", "model", "redis_url", "verifier_url"):
-        if getattr(args, key) is not None:
-            values[key] = getattr(args, key)
-    for item in args.set:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            p.error(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key] = raw
-    try:
-        return RolloutConfig.from_dict(values), args.weights
-    except (TypeError, ValueError) as exc:
-        p.error(str(exc))
-        raise  # unreachable: p.error exits
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    config, weights_spec = parse_args(argv)
-    worker = RolloutWorker(config, weight_source=weight_source_from_spec(weights_spec, config.job_id))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    log.info("rollout worker %s serving job %s", worker.worker_id, config.job_id)
-    try:
-        worker.run(stop)
-    finally:
-        log.info("final metrics %s", json.dumps(worker.metrics.snapshot()))
-        worker.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

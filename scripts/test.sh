@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "[test] set-up failed" >&2; exit 1; }
 source scripts/env.sh
-.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 "$@"
+.venv/bin/python -m pytest -p no:cacheprovider --timeout=900 --durations=25 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "[test] pytest collected no tests: failing on purpose" >&2

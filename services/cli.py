@@ -21,7 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
         run_server(args.host, args.port, args.workers)  # None: SIMKO_VERIFIER_* settings decide
         return 0
     if args.component == "api":
-        from services.api import run_server as run_api
+        from services.api.app import run_server as run_api
 
         run_api(args.host or "127.0.0.1", args.port or 8000)
         return 0
@@ -34,16 +34,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from services.jobs import JobState, new_job_id
-    from services.jobspec import JobSpec, JobSpecError
+    from services.control.jobs import JobState, new_job_id
+    from services.control.jobspec import JobSpec, JobSpecError
 
     try:
         spec = JobSpec.from_yaml(args.config, args.set)
     except JobSpecError as exc:
         print(f"simko train: {exc}", file=sys.stderr)
         return 2
-    from services.controller import run_job
-    from services.progress import StepProgress
+    from services.control.controller import run_job
+    from services.control.progress import StepProgress
 
     job_id = new_job_id(spec.name)
     run_dir = Path(args.out or Path("runs") / job_id).resolve()
@@ -56,7 +56,7 @@ def _train(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import time
 
-    from services.demo import DemoPlan, run_demo
+    from services.embedded.demo import DemoPlan, run_demo
 
     try:
         plan = DemoPlan.for_minutes(args.minutes, seed=args.seed)
@@ -74,11 +74,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from services.eval_cmd import EvalSettings, evaluate, format_table, parse_ks
+    from rollout.config import RolloutSection
+    from services.control.eval_job import evaluate
+    from services.evaluation.results import EVAL_SAMPLING, EvalSettings, format_table, parse_ks
 
+    given = {"n": args.n, "max_tokens": args.max_tokens, "temperature": args.temperature,
+             "max_model_len": args.max_model_len}
     try:
-        settings = EvalSettings(n=args.n, ks=parse_ks(args.k), template=args.template, max_tokens=args.max_tokens,
-                                temperature=args.temperature, seed=args.seed, max_model_len=args.max_model_len)
+        sampling = RolloutSection(**{**EVAL_SAMPLING.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+        ks = parse_ks(args.k) if args.k else tuple(2 ** i for i in range(11) if 2 ** i <= sampling.n)
+        settings = EvalSettings(ks=ks, template=args.template, seed=args.seed, sampling=sampling)
     except ValueError as exc:
         print(f"simko eval: {exc}", file=sys.stderr)
         return 2
@@ -91,7 +96,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from services.report import load_run, write_report
+    from services.evaluation.report import load_run, write_report
 
     try:
         runs = [load_run(d) for d in args.run_dirs]
@@ -106,7 +111,7 @@ def _report(args: argparse.Namespace) -> int:
 def _make_tiny_model(args: argparse.Namespace) -> int:
     import json
 
-    from services.make_tiny import TinyRecipe, build
+    from services.embedded.tiny_reasoner import TinyRecipe, build
 
     recipe = TinyRecipe(seed=args.seed, sft_steps=args.steps)
     result = build(args.out, recipe)
@@ -121,8 +126,8 @@ def _api_command(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from services.api_client import ApiError, JobApiClient
-    from services.jobspec import JobSpec, JobSpecError
+    from services.api.client import ApiError, JobApiClient
+    from services.control.jobspec import JobSpec, JobSpecError
 
     client = JobApiClient(args.api, token=args.token)
     try:
@@ -180,16 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="pass@K evaluation of a model directory on a dataset")
     evaluate.add_argument("--model", required=True)
     evaluate.add_argument("--data", required=True)
-    evaluate.add_argument("--n", type=int, default=64)
-    evaluate.add_argument("--k", default="1,2,4,8,16,32,64")
+    evaluate.add_argument("--n", type=int, default=None, help="samples per problem (default: services.evaluation.results.EVAL_SAMPLING)")
+    evaluate.add_argument("--k", default=None, help="comma-separated K (default: 1, 2, 4, ... up to n)")
     evaluate.add_argument("--out", default=None, help="where counts.jsonl and pass_at_k.json go")
     evaluate.add_argument("--template", default="boxed",
                           help="prompt template name (services.data.TEMPLATES) or a string with {prompt}")
     evaluate.add_argument("--format", default="auto", help="dataset layout (auto, jsonl, json, parquet, math, gsm8k, bbh)")
     evaluate.add_argument("--task", default="math", help="verifier task for rows that do not name one")
-    evaluate.add_argument("--max-tokens", type=int, default=512)
-    evaluate.add_argument("--max-model-len", type=int, default=2048)
-    evaluate.add_argument("--temperature", type=float, default=1.0)
+    evaluate.add_argument("--max-tokens", type=int, default=None, help="default: EVAL_SAMPLING")
+    evaluate.add_argument("--max-model-len", type=int, default=None, help="default: EVAL_SAMPLING")
+    evaluate.add_argument("--temperature", type=float, default=None, help="default: EVAL_SAMPLING")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
     evaluate.set_defaults(handler=_eval)

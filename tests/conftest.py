@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services import local_stack
-from services.local_stack import ChildService
+from services.control import local_stack
+from services.control.local_stack import ChildService
 
 
 def start_redis(workdir: Path, port: int | None = None) -> ChildService:
@@ -52,8 +52,8 @@ def redis_factory(tmp_path: Path) -> Iterator:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random Qwen2 model + tokenizer directory (services.tiny_model), built once."""
-    from services.tiny_model import build_tiny_model
+    """A tiny random Qwen2 model + tokenizer directory (services.models.tiny), built once."""
+    from services.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model", seed=0)
 

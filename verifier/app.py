@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from verifier.pool import GraderPool, Item
 from verifier.settings import VerifierSettings
 from verifier.tasks import known_tasks
-from verifier.types import Status
+from services.wire.verdicts import Status
 
 
 class VerifyItem(BaseModel):

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 
 import psutil
 
-from verifier.types import Verdict
+from services.wire.verdicts import Verdict
 from verifier.worker import READY
 
 log = logging.getLogger(__name__)

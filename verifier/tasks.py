@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from verifier import countdown, logic
-from verifier.math_grader import grade_math
-from verifier.types import Verdict
+from verifier.graders import expression, logic
+from verifier.graders.math import grade_math
+from services.wire.verdicts import Verdict
 
 Grader = Callable[[str, str], Verdict]
 
@@ -59,12 +59,12 @@ register_task("math", grade_math)
 register_task("logic", logic.grade_generic)
 for _subset, _kind in logic.BBH_KINDS.items():
     register_task(f"logic:{_subset}", logic.final_answer_grader(_kind))
-for _name, _grader in countdown.GRADERS.items():
+for _name, _grader in expression.GRADERS.items():
     register_task(f"logic:{_name}", _grader)
 
 
 def _register_synthetic() -> None:
-    # Imported here, after the registry exists: the synthetic suite imports verifier.logic only.
+    # Imported here, after the registry exists: the synthetic suite imports verifier.graders.logic only.
     from verifier.synthetic.suite import CHECKERS
 
     for name, grader in CHECKERS.items():

@@ -17,7 +17,7 @@ READY = "ready"
 
 def serve(conn: Connection, max_response_chars: int, memory_mb: int = 0) -> None:
     from verifier.tasks import verify  # the heavy import (sympy, math-verify) happens once, here
-    from verifier.types import Verdict
+    from services.wire.verdicts import Verdict
 
     verify("math", "\\boxed{\\frac{1}{2}}", "0.5")  # warm lazy imports and caches
     conn.send((READY, os.getpid()))

@@ -1,6 +1,6 @@
 """Policy losses for RLVR: SimKO and the baselines it is compared with.
 
-Public entry point (a stable contract, see DESIGN.md):
+Public entry point (a stable contract, docs/architecture.md):
     loss, stats = compute_policy_loss(name, logits=..., tokens=..., old_logprobs=..., advantages=...,
                                       mask=..., **hparams)
 logits [B,T,V] (temperature applied, requires grad) with logits[:, t] predicting tokens[:, t];
@@ -12,7 +12,7 @@ import torch
 
 from learner.losses import covariance, entropy, grpo, simko
 from learner.losses.core import LossInputs, TokenLoss, aggregate, diagnostics, surrogate_stats
-from learner.losses.hparams import (ClipCovHparams, CommonHparams, EntropyAdvHparams, ForkingTokensHparams,
+from learner.hparams import (ClipCovHparams, CommonHparams, EntropyAdvHparams, ForkingTokensHparams,
                                     KlCovHparams, SimkoHparams)
 from learner.losses.registry import get_loss, loss_names, make_hparams, register_loss
 from learner.token_stats import compute_token_stats
@@ -92,8 +92,15 @@ def _describe_non_finite(stats, old_logprobs, advantages, mask) -> str:
 def compute_policy_loss(name: str, *, logits: torch.Tensor, tokens: torch.Tensor, old_logprobs: torch.Tensor,
                         advantages: torch.Tensor, mask: torch.Tensor, **hparams) -> tuple[torch.Tensor, dict]:
     """Scalar loss and detached diagnostics for the registered policy loss `name`."""
+    return policy_loss(name, make_hparams(name, **hparams), logits=logits, tokens=tokens,
+                       old_logprobs=old_logprobs, advantages=advantages, mask=mask)
+
+
+def policy_loss(name: str, hp: CommonHparams, *, logits: torch.Tensor, tokens: torch.Tensor,
+                old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """compute_policy_loss with hyper-parameters validated once beforehand (the learner's path:
+    AlgorithmSection builds `hp` when the JobSpec is parsed, not in every micro-batch)."""
     spec = get_loss(name)
-    hp = make_hparams(name, **hparams)
     inputs = _prepare_inputs(logits, tokens, old_logprobs, advantages, mask, hp)
     token_loss = spec.fn(inputs, hp)
     loss = aggregate(token_loss.per_token, token_loss.loss_mask, hp)

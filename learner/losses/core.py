@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from learner.losses.hparams import CommonHparams
+from learner.hparams import CommonHparams
 from learner.masked import masked_histogram, masked_mean, masked_quantile
 from learner.token_stats import TokenStats
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from learner.losses.core import LossInputs, TokenLoss, clipped_surrogate
-from learner.losses.hparams import ClipCovHparams, KlCovHparams
+from learner.hparams import ClipCovHparams, KlCovHparams
 from learner.masked import masked_mean
 
 

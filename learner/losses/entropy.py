@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from learner.losses.core import LossInputs, TokenLoss, clipped_surrogate
-from learner.losses.hparams import EntropyAdvHparams, ForkingTokensHparams
+from learner.hparams import EntropyAdvHparams, ForkingTokensHparams
 from learner.losses.simko import forking_threshold
 from learner.masked import masked_mean
 

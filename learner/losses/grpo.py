@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from learner.losses.core import LossInputs, TokenLoss, clipped_surrogate
-from learner.losses.hparams import CommonHparams
+from learner.hparams import CommonHparams
 
 
 def grpo_loss(inputs: LossInputs, hp: CommonHparams) -> TokenLoss:

@@ -1,36 +1,41 @@
-"""The policy-loss registry: a name maps to (token-loss function, hyper-parameter dataclass)."""
+"""The policy-loss registry: a name maps to its token-loss function; its hyper-parameter class is
+declared under the same name in learner.hparams (torch-free, so the JobSpec can validate it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+from learner.hparams import CommonHparams, declare_loss, loss_names, make_hparams
 from learner.losses.core import LossInputs, TokenLoss
-from learner.losses.hparams import CommonHparams
 
 
 @dataclass(frozen=True)
 class LossSpec:
     name: str
     fn: Callable[[LossInputs, CommonHparams], TokenLoss]
-    hparams: type[CommonHparams]
 
 
 _LOSSES: dict[str, LossSpec] = {}
 
 
-def register_loss(name: str, hparams: type[CommonHparams] = CommonHparams):
-    """Decorator: @register_loss("my_loss", MyHparams) def my_loss(inputs, hp) -> TokenLoss."""
+def register_loss(name: str, hparams: type[CommonHparams] | None = None):
+    """Decorator: @register_loss("my_loss") def my_loss(inputs, hp) -> TokenLoss. Passing `hparams`
+    declares the name's hyper-parameter class too (otherwise it must be declared in learner.hparams)."""
+    if hparams is not None:
+        declare_loss(name, hparams)
 
     def wrap(fn):
         if name in _LOSSES:
             raise ValueError(f"policy loss {name!r} is already registered")
-        _LOSSES[name] = LossSpec(name=name, fn=fn, hparams=hparams)
+        if name not in loss_names():
+            raise ValueError(f"policy loss {name!r} has no declared hyper-parameters (learner.hparams)")
+        _LOSSES[name] = LossSpec(name=name, fn=fn)
         return fn
 
     return wrap
 
 
-def loss_names() -> list[str]:
+def registered_losses() -> list[str]:
     return sorted(_LOSSES)
 
 
@@ -38,14 +43,7 @@ def get_loss(name: str) -> LossSpec:
     try:
         return _LOSSES[name]
     except KeyError:
-        raise ValueError(f"unknown policy loss {name!r}; valid: {loss_names()}") from None
+        raise ValueError(f"unknown policy loss {name!r}; valid: {registered_losses()}") from None
 
 
-def make_hparams(name: str, **hparams) -> CommonHparams:
-    """Build and validate the named loss's hyper-parameters; unknown keys raise, listing valid ones."""
-    spec = get_loss(name)
-    valid = spec.hparams.field_names()
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown hyper-parameter(s) {unknown} for loss {name!r}; valid: {valid}")
-    return spec.hparams(**hparams)
+__all__ = ["LossSpec", "get_loss", "loss_names", "make_hparams", "register_loss", "registered_losses"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from learner.losses.core import LossInputs, TokenLoss, clipped_surrogate
-from learner.losses.hparams import SimkoHparams
+from learner.hparams import SimkoHparams
 from learner.masked import masked_mean, masked_quantile
 
 

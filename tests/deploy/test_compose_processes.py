@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.local_stack import free_port
+from services.control.local_stack import free_port
 from tests.deploy.compose_support import (ENV_EXAMPLE, REPO, LocalMapping, ServicePlan, load_compose,
                                           read_env_file)
 

@@ -367,7 +367,7 @@ def test_kuberay_resources_and_job_entrypoint():
     entry = shlex.split(job["spec"]["entrypoint"])
     args = parse_args(simko_argv(entry))
     assert args.command == "train" and (REPO / args.config.removeprefix("/app/")).is_file()
-    from services.jobspec import JobSpec
+    from services.control.jobspec import JobSpec
 
     spec = JobSpec.from_yaml(REPO / args.config.removeprefix("/app/"), args.set)
     assert spec.infra.ray_address == "auto" and spec.verifier.url.startswith("http://simko-verifier:")

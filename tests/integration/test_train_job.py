@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from services.local_stack import free_port, http_ok
+from services.control.local_stack import free_port, http_ok
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,9 +1,11 @@
-"""Helpers for the learner engine tests: synthetic scored groups on the tiny model's vocabulary."""
+"""Helpers for the learner engine tests: synthetic scored groups on the tiny model's vocabulary, and
+LearnerJobs from flat keyword overrides."""
 from __future__ import annotations
 
 import random
 
-from services.messages import Sample, ScoredGroup
+from learner.config import AlgorithmSection, LearnerJob, LearnerSection
+from services.wire.messages import Sample, ScoredGroup
 
 
 def make_groups(count: int, *, n: int = 4, vocab: int = 512, prompt_len: tuple[int, int] = (4, 10),
@@ -26,3 +28,14 @@ def make_groups(count: int, *, n: int = 4, vocab: int = 512, prompt_len: tuple[i
                                   task="math", gold="0", samples=samples, policy_version=0, worker_id="w0",
                                   index=g))
     return groups
+
+
+def make_job(**overrides) -> LearnerJob:
+    """A LearnerJob from flat keyword overrides: learner-section fields go to `learner`,
+    algorithm-section fields to `algorithm`, the rest (model_path, temperature, seed, ...) to the job."""
+    learner_fields, algorithm_fields = set(LearnerSection.model_fields), set(AlgorithmSection.model_fields)
+    learner = {k: overrides.pop(k) for k in list(overrides) if k in learner_fields}
+    algorithm = {k: overrides.pop(k) for k in list(overrides) if k in algorithm_fields}
+    job = dict(model_path="unused", temperature=1.0, max_response_tokens=256, seed=0)
+    job.update(overrides)
+    return LearnerJob(learner=LearnerSection(**learner), algorithm=AlgorithmSection(**algorithm), **job)

@@ -40,7 +40,7 @@ def test_simko_and_grpo_gradients_differ_only_on_gated_tokens(learner_config):
     """Per-token gradients of the loss w.r.t. the logits, through the engine's own forward path."""
     hparams = dict(alpha=0.2, lambda_top1=1.5, top_k=3, tau_quantile=0.6)
     engine = LearnerEngine(learner_config(loss="simko", loss_hparams=hparams, micro_batch_tokens=10_000))
-    batch = prepare_batch(make_groups(2, n=4, response_len=(8, 16)), engine.cfg, vocab_size=engine.vocab_size)
+    batch = prepare_batch(make_groups(2, n=4, response_len=(8, 16)), engine.job, vocab_size=engine.vocab_size)
     [mb] = engine.plan(mini_batches(batch, 2)[0])
     mb = engine.with_old_logprobs(mb)
     logits = engine.logits(mb)
@@ -49,7 +49,7 @@ def test_simko_and_grpo_gradients_differ_only_on_gated_tokens(learner_config):
     g_simko, = torch.autograd.grad(simko, logits, retain_graph=True)
     g_grpo, = torch.autograd.grad(grpo, logits)
 
-    # The gates, recomputed from the detached logits as DESIGN.md defines them.
+    # The gates, recomputed from the detached logits as docs/architecture.md defines them.
     stats = compute_token_stats(logits.detach(), mb.tokens, top_k=3)
     forking = (stats.entropy > forking_threshold(stats.entropy, mb.mask, 0.6, "sequence")) & mb.mask
     adv = mb.advantages[:, None].expand(mb.mask.shape)
@@ -64,7 +64,7 @@ def test_simko_and_grpo_gradients_differ_only_on_gated_tokens(learner_config):
 
 
 def test_bad_input_is_skipped_and_counted_never_a_crash(learner_config):
-    engine = LearnerEngine(learner_config(max_seq_len=20))
+    engine = LearnerEngine(learner_config(max_seq_len=20, dynamic_sampling=True))
     start = weights(engine)
     empty = engine.update([])
     assert empty["learner/optimizer_steps"] == 0 and engine.state.weight_version == 0
@@ -84,21 +84,21 @@ def test_bad_input_is_skipped_and_counted_never_a_crash(learner_config):
 @pytest.mark.parametrize("zero_stage", [0, 2])
 def test_nan_loss_skips_the_step_and_leaves_no_trace(learner_config, monkeypatch, zero_stage):
     """A NaN loss cannot be provoked through the real loss on valid inputs, so this one test wraps
-    compute_policy_loss to return NaN for the second micro-batch of the first update."""
+    policy_loss to return NaN for the second micro-batch of the first update."""
     cfg = learner_config(zero_stage=zero_stage, batch_prompts=2, mini_batch_prompts=2, micro_batch_tokens=48)
-    real = engine_module.compute_policy_loss
+    real = engine_module.policy_loss
     calls = {"n": 0}
 
-    def nan_on_second_call(name, **kwargs):
+    def nan_on_second_call(name, hp, **kwargs):
         calls["n"] += 1
-        loss, stats = real(name, **kwargs)
+        loss, stats = real(name, hp, **kwargs)
         return (loss * math.nan if calls["n"] == 2 else loss), stats
 
     engine = LearnerEngine(cfg)
     start = weights(engine)
-    monkeypatch.setattr(engine_module, "compute_policy_loss", nan_on_second_call)
+    monkeypatch.setattr(engine_module, "policy_loss", nan_on_second_call)
     metrics = engine.update(make_groups(2, seed=1))
-    monkeypatch.setattr(engine_module, "compute_policy_loss", real)
+    monkeypatch.setattr(engine_module, "policy_loss", real)
     assert calls["n"] >= 2, "the batch must span several micro-batches"
     assert metrics["learner/steps_skipped"] == 1 and metrics["learner/optimizer_steps"] == 0
     assert all(torch.equal(start[k], v) for k, v in weights(engine).items())
@@ -131,13 +131,13 @@ def test_batch_scope_tau_is_one_threshold_for_the_whole_batch(learner_config):
     for micro_batch_tokens in (10_000, 48):  # one micro-batch per mini-batch vs several
         engine = LearnerEngine(learner_config(loss="simko", loss_hparams=hparams, batch_prompts=4,
                                               mini_batch_prompts=4, micro_batch_tokens=micro_batch_tokens))
-        batch = prepare_batch(groups, engine.cfg, vocab_size=engine.vocab_size)
+        batch = prepare_batch(groups, engine.job, vocab_size=engine.vocab_size)
         plans = [[engine.with_old_logprobs(mb) for mb in engine.plan(rows)] for rows in mini_batches(batch, 4)]
         if micro_batch_tokens == 48:
             assert len(plans[0]) > 1
         # The reference threshold: the quantile over all response tokens of the batch.
         entropy = torch.cat([mb.old_entropy[mb.mask] for plan in plans for mb in plan])
-        tau = engine.batch_hparams(plans)["tau_value"]
+        tau = engine.batch_hparams(plans).tau_value
         assert tau == pytest.approx(float(torch.quantile(entropy.double(), 0.7)), rel=1e-5)
         metrics = engine.update(groups)
         assert metrics["simko/tau_mean"] == pytest.approx(tau, rel=1e-5)

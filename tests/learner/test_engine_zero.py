@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from learner.config import LearnerConfig
+from learner.config import LearnerJob
 from learner.distributed import free_port
 from learner.engine import LearnerEngine
-from tests.learner.learner_support import make_groups
+from tests.learner.learner_support import make_groups, make_job
 
 pytestmark = pytest.mark.slow
 
@@ -20,10 +20,10 @@ UPDATES = 3  # x 2 optimizer steps each
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def agreement_config(model_dir, zero_stage: int) -> LearnerConfig:
+def agreement_config(model_dir, zero_stage: int) -> LearnerJob:
     # A small token budget so each rank's share spans several micro-batches (and ranks get padding).
-    return LearnerConfig(model_path=str(model_dir), zero_stage=zero_stage, lr=1e-3, batch_prompts=4,
-                         mini_batch_prompts=2, micro_batch_tokens=48, max_seq_len=64, seed=0)
+    return make_job(model_path=str(model_dir), zero_stage=zero_stage, lr=1e-3, batch_prompts=4,
+                    mini_batch_prompts=2, micro_batch_tokens=48, max_seq_len=64, seed=0)
 
 
 def agreement_groups(update: int):

@@ -1,4 +1,4 @@
-"""Gradients of the SimKO loss with respect to the logits, against the formulas in DESIGN.md."""
+"""Gradients of the SimKO loss with respect to the logits, against the formulas in docs/architecture.md ("The method")."""
 import pytest
 import torch
 

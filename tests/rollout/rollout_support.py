@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from services.local_stack import free_port, start_verifier
+from services.control.local_stack import free_port, start_verifier
 
 REPO = Path(__file__).resolve().parents[2]
 __all__ = ["REPO", "free_port", "verifier_service"]

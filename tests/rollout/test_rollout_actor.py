@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from rollout.config import RolloutConfig
+from rollout.config import RolloutJob, RolloutSection
 from rollout.engine import load_checkpoint
-from services.messages import PromptGroup, ScoredGroup
-from services.queues import ROLLOUTS_GROUP, QueueConfig, RedisStream, prompts_stream, rollouts_stream
+from services.wire.messages import PromptGroup, ScoredGroup
+from services.wire.streams import ROLLOUTS_GROUP, QueueConfig, RedisStream, prompts_stream, rollouts_stream
 from tests.rollout.rollout_support import verifier_service
 
 pytestmark = pytest.mark.slow
@@ -19,16 +19,16 @@ def test_actor_worker_uses_registry_weights(ray_local, tiny_model_dir, redis_url
     import ray
 
     from rollout.actor import spawn_rollout_worker
-    from rollout.weight_registry import get_or_create_registry, kill_registry, publish_weights
+    from services.wire.weight_registry import RayWeights, kill_registry
 
     job = f"a{uuid.uuid4().hex[:8]}"
     with verifier_service() as verifier_url:
-        registry = get_or_create_registry(job)
-        publish_weights(registry, 1, load_checkpoint(tiny_model_dir))  # the learner's first version
-        cfg = RolloutConfig(job_id=job, model=str(tiny_model_dir), redis_url=redis_url, verifier_url=verifier_url,
-                            n=2, max_tokens=8, batch_groups=4, block_ms=100, dtype="float32", max_model_len=128,
-                            kv_cache_bytes=64 * 2**20)
-        _, actor = spawn_rollout_worker(cfg, 0, num_cpus=1)
+        RayWeights(job).publish(1, load_checkpoint(tiny_model_dir))  # the learner's first version
+        section = RolloutSection(n=2, max_tokens=8, batch_groups=4, block_ms=100, dtype="float32", max_model_len=128,
+                                 kv_cache_bytes=64 * 2**20, num_cpus=1)
+        cfg = RolloutJob(job_id=job, model_path=str(tiny_model_dir), redis_url=redis_url, verifier_url=verifier_url,
+                         max_staleness=0, seed=0, rollout=section)
+        _, actor = spawn_rollout_worker(cfg, 0)
         RedisStream(QueueConfig(url=redis_url), prompts_stream(job)).publish_many(
             [PromptGroup(job_id=job, group_id=f"g{i}", prompt=f"{i} + 1 =", gold=str(i + 1), task="math", n=2)
              for i in range(3)])

@@ -1,39 +1,43 @@
-"""RolloutConfig validation, the plain-process argument parsing, and metrics (no servers)."""
+"""The rollout section's validation, the plain-process argument parsing, and metrics (no servers)."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from rollout.config import RolloutConfig
+from rollout.config import RolloutJob, RolloutSection
+from rollout.engine import engine_kwargs, sampling_kwargs
 from rollout.metrics import RolloutMetrics
-from rollout.worker import parse_args, weight_source_from_spec
-from rollout.weights import DirectoryWeightSource
-from services.messages import Sample, ScoredGroup
+from rollout.serve import parse_args, weight_source_from_spec
+from services.wire.messages import Sample, ScoredGroup
+from services.wire.weights import DirectoryWeights
 
 
-def test_config_validates_loudly() -> None:
-    cfg = RolloutConfig(job_id="j", model="/m", stop="###")
-    assert cfg.stop == ("###",)  # a bare string is one stop string, not three
-    assert RolloutConfig(job_id="j", model="/m", stop=["a", "b"]).stop == ("a", "b")
-    with pytest.raises(ValueError, match="unknown rollout config keys"):
-        RolloutConfig.from_dict({"job_id": "j", "model": "/m", "temprature": 0.5})
-    with pytest.raises(ValueError, match="temperature"):
-        RolloutConfig(job_id="j", model="/m", temperature=0.0)
-    with pytest.raises(ValueError, match="backpressure_bound"):
-        RolloutConfig(job_id="j", model="/m", backpressure_bound=100, stream_maxlen=50)
+def test_section_validates_loudly() -> None:
+    section = RolloutSection(stop="###")
+    assert section.stop == ("###",)  # a bare string is one stop string, not three
+    assert RolloutSection(stop=["a", "b"]).stop == ("a", "b")
+    with pytest.raises(ValidationError, match="temprature"):
+        RolloutSection(temprature=0.5)
+    with pytest.raises(ValidationError, match="temperature"):
+        RolloutSection(temperature=0.0)
+    with pytest.raises(ValidationError, match="backpressure_bound"):
+        RolloutSection(backpressure_bound=10**9)
     with pytest.raises(ValueError, match="job_id"):
-        RolloutConfig(job_id="", model="/m")
-    sp = cfg.sampling_config(5)
-    assert sp.n == 5 and sp.top_logprobs == 3 and cfg.engine_config().model == "/m"
+        RolloutJob(job_id="", model_path="/m", redis_url="r", verifier_url="v", max_staleness=0, seed=0)
+    sp = sampling_kwargs(section, 5)
+    assert sp["n"] == 5 and sp["logprobs"] == 3 and sp["stop"] == ["###"]
+    assert engine_kwargs("/m", section, seed=3)["model"] == "/m"
 
 
 def test_parse_args_flags_override_file(tmp_path) -> None:
     f = tmp_path / "rollout.yaml"
-    f.write_text("job_id: fromfile\nmodel: /m\nmax_tokens: 32\nstop: ['</s>']\n")
-    cfg, weights = parse_args(["--config", str(f), "--job", "j2", "--set", "max_staleness=2",
+    f.write_text("max_tokens: 32\nstop: ['</s>']\n")
+    job, weights = parse_args(["--config", str(f), "--job", "j2", "--model", "/m", "--max-staleness", "2",
                                "--set", "dtype=bfloat16", "--weights", "dir:/tmp/w"])
-    assert (cfg.job_id, cfg.model, cfg.max_tokens, cfg.max_staleness, cfg.dtype) == ("j2", "/m", 32, 2, "bfloat16")
-    assert cfg.stop == ("</s>",) and weights == "dir:/tmp/w"
-    assert isinstance(weight_source_from_spec(weights, "j2"), DirectoryWeightSource)
+    assert (job.job_id, job.model_path, job.rollout.max_tokens, job.max_staleness, job.rollout.dtype) == \
+        ("j2", "/m", 32, 2, "bfloat16")
+    assert job.rollout.stop == ("</s>",) and weights == "dir:/tmp/w"
+    assert isinstance(weight_source_from_spec(weights, "j2"), DirectoryWeights)
     assert weight_source_from_spec(None, "j2") is None
     with pytest.raises(ValueError, match="unknown weight source"):
         weight_source_from_spec("s3://x", "j2")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rollout.engine import (Engine, EngineConfig, EngineLoadError, SamplingConfig, WeightUpdateError,
-                            load_checkpoint)
+from rollout.config import RolloutSection
+from rollout.engine import Engine, EngineLoadError, WeightUpdateError, load_checkpoint
 
 TOL = 1e-4
 PROMPTS = ["What is 2 + 3? Put the answer in \\boxed{}.", "True or False: not False is True.", "7 * 8 ="]
@@ -16,8 +16,7 @@ PROMPTS = ["What is 2 + 3? Put the answer in \\boxed{}.", "True or False: not Fa
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path):
-    eng = Engine(EngineConfig(model=str(tiny_model_dir), dtype="float32", max_model_len=128,
-                              kv_cache_bytes=64 * 2**20))
+    eng = Engine(str(tiny_model_dir), RolloutSection(dtype="float32", max_model_len=128, kv_cache_bytes=64 * 2**20))
     yield eng
     eng.shutdown()
 
@@ -50,8 +49,8 @@ def assert_matches_hf(model, result, temperature: float, k: int) -> None:
 
 @pytest.mark.slow
 def test_shapes_and_logprobs_match_hf(engine: Engine, hf_model) -> None:
-    sp = SamplingConfig(n=3, temperature=0.7, max_tokens=12, top_logprobs=3, seed=7)
-    results = engine.generate(PROMPTS, sp)
+    sp = dict(n=3, sampling=RolloutSection(temperature=0.7, max_tokens=12, top_logprobs=3), seed=7)
+    results = engine.generate(PROMPTS, **sp)
     assert len(results) == len(PROMPTS)
     for r in results:
         assert r.error is None and len(r.samples) == 3
@@ -69,7 +68,7 @@ def test_shapes_and_logprobs_match_hf(engine: Engine, hf_model) -> None:
 def test_chat_template_and_stop(engine: Engine) -> None:
     ids = engine.tokenize("hi", chat_template=True)
     assert engine.tokenizer.decode(ids).startswith("<|im_start|>user\nhi<|im_end|>")
-    r = engine.generate(["hi"], SamplingConfig(n=4, max_tokens=20, chat_template=True, seed=1))[0]
+    r = engine.generate(["hi"], 4, sampling=RolloutSection(max_tokens=20, chat_template=True), seed=1)[0]
     assert r.prompt_token_ids == ids
     assert all(s.finish_reason == "length" and len(s.token_ids) == 20 for s in r.samples
                if s.finish_reason != "stop")
@@ -77,15 +76,15 @@ def test_chat_template_and_stop(engine: Engine) -> None:
 
 @pytest.mark.slow
 def test_weight_update_changes_then_restores_logprobs(engine: Engine, hf_model, tiny_model_dir: Path) -> None:
-    sp = SamplingConfig(n=2, temperature=1.0, max_tokens=10, top_logprobs=2, seed=11)
-    before = engine.generate(PROMPTS[:2], sp)
+    sp = dict(n=2, sampling=RolloutSection(temperature=1.0, max_tokens=10, top_logprobs=2), seed=11)
+    before = engine.generate(PROMPTS[:2], **sp)
     original = load_checkpoint(tiny_model_dir)
     gen = torch.Generator().manual_seed(0)
     perturbed = {n: t + 0.05 * torch.randn(t.shape, generator=gen) for n, t in original.items()}
 
     seconds = engine.update_weights(perturbed, version=1)
     assert engine.version == 1 and seconds >= 0.0
-    after = engine.generate(PROMPTS[:2], sp)
+    after = engine.generate(PROMPTS[:2], **sp)
     assert any(a.samples[0].logprobs != b.samples[0].logprobs for a, b in zip(after, before))
     hf_model.load_state_dict(perturbed)  # the new weights, scored by HF, must agree with vLLM
     try:
@@ -96,7 +95,7 @@ def test_weight_update_changes_then_restores_logprobs(engine: Engine, hf_model, 
 
     # numpy arrays (what the Ray object store hands over) are accepted too.
     engine.update_weights({n: t.numpy() for n, t in original.items()}, version=2)
-    restored = engine.generate(PROMPTS[:2], sp)
+    restored = engine.generate(PROMPTS[:2], **sp)
     assert engine.version == 2
     assert [[s.token_ids for s in r.samples] for r in restored] == [[s.token_ids for s in r.samples] for r in before]
     assert [[s.logprobs for s in r.samples] for r in restored] == [[s.logprobs for s in r.samples] for r in before]
@@ -104,8 +103,8 @@ def test_weight_update_changes_then_restores_logprobs(engine: Engine, hf_model, 
 
 @pytest.mark.slow
 def test_bad_updates_are_refused_and_engine_keeps_serving(engine: Engine, tiny_model_dir: Path) -> None:
-    sp = SamplingConfig(n=1, max_tokens=6, seed=3)
-    reference = engine.generate(PROMPTS[:1], sp)[0].samples[0]
+    sp = dict(n=1, sampling=RolloutSection(max_tokens=6), seed=3)
+    reference = engine.generate(PROMPTS[:1], **sp)[0].samples[0]
     good = load_checkpoint(tiny_model_dir)
     name = "model.layers.0.self_attn.q_proj.weight"
     bad_updates = {
@@ -122,7 +121,7 @@ def test_bad_updates_are_refused_and_engine_keeps_serving(engine: Engine, tiny_m
         assert engine.version == version, kind
     with pytest.raises(WeightUpdateError, match="older"):
         engine.update_weights(good, version=version - 1)
-    again = engine.generate(PROMPTS[:1], sp)[0].samples[0]
+    again = engine.generate(PROMPTS[:1], **sp)[0].samples[0]
     assert again.token_ids == reference.token_ids and again.logprobs == reference.logprobs
 
 
@@ -130,7 +129,7 @@ def test_bad_updates_are_refused_and_engine_keeps_serving(engine: Engine, tiny_m
 def test_bad_prompts_get_per_item_errors(engine: Engine) -> None:
     too_long = list(range(5, 5 + engine.max_model_len))
     results = engine.generate(["", too_long, "1 + 1 =", [3, engine.vocab_size + 5]],
-                              SamplingConfig(n=2, max_tokens=4))
+                              2, sampling=RolloutSection(max_tokens=4))
     assert results[0].error == "empty_prompt" and not results[0].samples
     assert results[1].error.startswith("prompt_too_long") and not results[1].samples
     assert results[2].error is None and len(results[2].samples) == 2
@@ -139,7 +138,7 @@ def test_bad_prompts_get_per_item_errors(engine: Engine) -> None:
 
 def test_not_a_model_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EngineLoadError, match="not a Hugging Face model"):
-        Engine(EngineConfig(model=str(tmp_path)))
+        Engine(str(tmp_path))
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(EngineLoadError, match="safetensors"):
-        Engine(EngineConfig(model=str(tmp_path)))
+        Engine(str(tmp_path))

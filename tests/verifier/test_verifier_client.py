@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from tests.verifier.conftest import MAX_ITEMS, free_port, start_service, stop_service, wait_healthy
-from verifier.client import VerifierClient, VerifierRequestError, VerifierUnavailable
+from services.wire.verifier_client import VerifierClient, VerifierRequestError, VerifierUnavailable
 
 EASY = {"task": "math", "response": "\\boxed{2}", "gold": "2"}
 

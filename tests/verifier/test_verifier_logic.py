@@ -2,7 +2,7 @@
 import pytest
 
 from verifier import known_tasks, verify
-from verifier.logic import BBH_KINDS, committed_answer, final_answer_grader, infer_kind
+from verifier.graders.logic import BBH_KINDS, committed_answer, final_answer_grader, infer_kind
 from verifier.tasks import register_task
 
 BBH_SUBSETS = [

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.verifier.conftest import DEADLINE_S, MAX_ITEMS
-from verifier.client import VerifierClient
+from services.wire.verifier_client import VerifierClient
 
 pytestmark = pytest.mark.slow
 

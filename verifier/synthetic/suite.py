@@ -11,13 +11,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from verifier.logic import final_answer_grader
+from verifier.graders.logic import final_answer_grader
 from verifier.synthetic.arithmetic import arithmetic_problems
 from verifier.synthetic.base import Problem
 from verifier.synthetic.countdown import countdown_problems, game_of_24_problems
 from verifier.synthetic.expressions import boolean_problems, multistep_problems
 from verifier.synthetic.language import dyck_problems, object_count_problems, word_sort_problems
-from verifier.types import Verdict
+from services.wire.verdicts import Verdict
 
 Generator = Callable[..., list[Problem]]
 
@@ -32,7 +32,7 @@ GENERATORS: dict[str, Generator] = {
     "object_count": object_count_problems,
 }
 
-# The answer kind each BBH-style generator's checker parses (verifier.logic.KINDS).
+# The answer kind each BBH-style generator's checker parses (verifier.graders.logic.KINDS).
 _KINDS = {"bool_expr": "true_false", "multistep": "number", "dyck": "dyck", "word_sort": "words",
           "object_count": "number"}
 CHECKERS: dict[str, Callable[[str, str], Verdict]] = {

@@ -1,0 +1,1 @@
+"""The job API (app: FastAPI server) and its client (used by `simko submit / status / ...`)."""

@@ -1,0 +1,125 @@
+"""Job records and their store. The state lives in Redis (through services.wire.streams.RedisKV) so the
+job API can restart without losing jobs; controllers write progress, the API reads it.
+
+Keys: simko:jobs (set of ids), simko:job:{id} (hash: the record), simko:job:{id}:metrics (list of
+JSON step metrics), simko:job:{id}:control (hash: cancel flag, desired rollout workers).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from services.wire.streams import QueueConfig, RedisKV
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+
+
+class UnknownJob(KeyError):
+    pass
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    state: JobState
+    spec: dict[str, Any]
+    run_dir: str
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    step: int = 0
+    error: str | None = None
+    controller_pid: int | None = None
+
+    def public(self, with_spec: bool = True) -> dict[str, Any]:
+        out = asdict(self)
+        out["state"] = self.state.value
+        if not with_spec:
+            out.pop("spec")
+        return out
+
+    def to_hash(self) -> dict[str, str]:
+        return {"json": json.dumps(self.public())}
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> "JobRecord":
+        values = json.loads(data["json"])
+        values["state"] = JobState(values["state"])
+        return cls(**values)
+
+
+def new_job_id(name: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name.lower())[:32].strip("-") or "job"
+    return f"{safe}-{uuid.uuid4().hex[:8]}"
+
+
+class JobStore:
+    def __init__(self, redis_url: str):
+        self.kv = RedisKV(QueueConfig(url=redis_url))
+
+    @staticmethod
+    def _key(job_id: str, suffix: str = "") -> str:
+        return f"simko:job:{job_id}{suffix}"
+
+    def create(self, record: JobRecord) -> JobRecord:
+        self.kv.hset(self._key(record.id), record.to_hash())
+        self.kv.sadd("simko:jobs", record.id)
+        return record
+
+    def get(self, job_id: str) -> JobRecord:
+        data = self.kv.hgetall(self._key(job_id))
+        if not data:
+            raise UnknownJob(job_id)
+        return JobRecord.from_hash(data)
+
+    def list(self) -> list[JobRecord]:
+        records = []
+        for job_id in self.kv.smembers("simko:jobs"):
+            try:
+                records.append(self.get(job_id))
+            except UnknownJob:
+                continue
+        return sorted(records, key=lambda r: r.created_at)
+
+    def update(self, job_id: str, **changes: Any) -> JobRecord:
+        record = self.get(job_id)
+        for name, value in changes.items():
+            setattr(record, name, JobState(value) if name == "state" else value)
+        record.updated_at = time.time()
+        self.kv.hset(self._key(job_id), record.to_hash())
+        return record
+
+    # metrics -------------------------------------------------------------------------------
+    def append_metrics(self, job_id: str, metrics: dict[str, Any]) -> None:
+        self.kv.rpush(self._key(job_id, ":metrics"), json.dumps(metrics))
+
+    def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
+        return [json.loads(m) for m in self.kv.lrange(self._key(job_id, ":metrics"), since, -1)]
+
+    # control -------------------------------------------------------------------------------
+    def request_cancel(self, job_id: str) -> None:
+        self.kv.hset(self._key(job_id, ":control"), {"cancel": "1"})
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.kv.hget(self._key(job_id, ":control"), "cancel") == "1"
+
+    def set_desired_workers(self, job_id: str, replicas: int) -> None:
+        self.kv.hset(self._key(job_id, ":control"), {"workers": str(replicas)})
+
+    def desired_workers(self, job_id: str) -> int | None:
+        value = self.kv.hget(self._key(job_id, ":control"), "workers")
+        return int(value) if value is not None else None
