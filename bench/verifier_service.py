@@ -4,9 +4,12 @@
 
 Prints one JSON object: throughput (items/s) and p50/p99 latency of the service (a real uvicorn
 process with its grader pool), the same for plain math-verify (parse + verify, in-process, its own
-signal timeouts) on the same items, and accuracy of both on the labelled set. math-verify runs in
-a child process with a wall-clock cap, because hostile items can hang it in C code where its
-signal.alarm cannot interrupt; the JSON then says which item it hung on.
+signal timeouts) on the same items, and accuracy of both on the labelled sets (the 76 cases of
+tests/verifier/accuracy_cases.py, and per family the tuned and held-apart parts of
+tests/verifier/cases/). The item mix is fixed (same seed, same cases), so runs before and after a
+change compare. math-verify runs in a child process with a wall-clock cap, because hostile items
+can hang it in C code where its signal.alarm cannot interrupt; the JSON then says which item it
+hung on.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.verifier.accuracy_cases import CASES, accuracy, mathverify_alone, ours  # noqa: E402
+from tests.verifier import labelled  # noqa: E402
 from services.wire.verifier_client import VerifierClient  # noqa: E402
 
 HOSTILE = [  # half caught by the pre-filter, half only by the deadline
@@ -177,8 +181,23 @@ def main() -> None:
         "items": len(items), "hostile": sum(it in HOSTILE for it in items), "cpu_count": os.cpu_count(),
         "service": dict(service, grader_workers=args.workers),
         "math_verify_in_process": baseline,
+        "service_vs_math_verify": round(service["items_per_s"] / max(baseline["items_per_s"], 1e-9), 2),
         "accuracy_labelled_set": {"cases": len(CASES), "ours": round(ours_acc, 4), "math_verify": round(mv_acc, 4)},
+        "accuracy_by_family": labelled_sets(),
     }, indent=2))
+
+
+def labelled_sets() -> dict:
+    out = {}
+    for name in ("tune", "heldout"):
+        rows = {}
+        for family, cases in sorted(labelled.by_family(labelled.load(name)).items()):
+            row = {"cases": len(cases), "ours": round(labelled.accuracy(cases, labelled.ours)[0], 4)}
+            if family == "math":
+                row["math_verify"] = round(labelled.accuracy(cases, lambda c: bool(c.math_verify))[0], 4)
+            rows[family] = row
+        out[name] = rows
+    return out
 
 
 if __name__ == "__main__":

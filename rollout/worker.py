@@ -158,7 +158,10 @@ class RolloutWorker:
         return len(out)
 
     def _verify(self, groups: Sequence[PromptGroup], results: Sequence[PromptResult]) -> list[list[Sample]]:
-        items = [{"task": g.task, "response": s.text, "gold": g.gold}
+        # The prompt travels as the question (BBH option text -> letter, SynLogic puzzles); the job's
+        # extraction policy decides which statements count as the final answer.
+        items = [{"task": g.task, "response": s.text, "gold": g.gold, "question": g.prompt,
+                  "extraction": self.job.verifier.extraction}
                  for g, r in zip(groups, results) for s in r.samples]
         verdicts = []
         if items:

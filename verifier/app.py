@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from verifier.pool import GraderPool, Item
 from verifier.settings import VerifierSettings
 from verifier.tasks import known_tasks
-from services.wire.verdicts import Status
+from services.wire.verdicts import DEFAULT_EXTRACTION, Extraction, Status
 
 
 class VerifyItem(BaseModel):
@@ -21,11 +21,14 @@ class VerifyItem(BaseModel):
     task: str = Field(min_length=1, max_length=200)
     response: str
     gold: str
+    question: str | None = None  # the prompt text (optional): BBH option text -> letter, SynLogic puzzles
+    extraction: Extraction | None = None  # this item's policy; None: the request's
 
 
 class VerifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[VerifyItem]
+    extraction: Extraction = DEFAULT_EXTRACTION  # the default for items that do not say
 
 
 class VerdictOut(BaseModel):
@@ -98,7 +101,9 @@ def create_app(settings: VerifierSettings) -> FastAPI:
                 raise HTTPException(422, f"items[{i}].gold is {len(it.gold)} characters; the limit is "
                                          f"{settings.max_gold_chars}")
         # Truncate here too (the worker also does): keeps pipe traffic small. The tail holds the answer.
-        items = [Item(it.task, it.response[-settings.max_response_chars:], it.gold) for it in req.items]
+        items = [Item(it.task, it.response[-settings.max_response_chars:], it.gold,
+                      it.question[-settings.max_question_chars:] if it.question else None,
+                      it.extraction or req.extraction) for it in req.items]
 
         async def grade(item: Item):
             verdict = await pool.agrade(item)

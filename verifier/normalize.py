@@ -45,6 +45,9 @@ _FRACTION_WORDS = {"half": 2, "halves": 2, "third": 3, "thirds": 3, "quarter": 4
                    "fourth": 4, "fourths": 4, "fifth": 5, "fifths": 5}
 
 
+_SCALE_WORD_RE = re.compile(r"\b(?:hundred|thousand|million|billion|trillion|dozens?)\b", re.IGNORECASE)
+
+
 def words_to_number(text: str) -> Fraction | None:
     """'twenty-one' -> 21, 'one hundred and five' -> 105, 'two thirds' -> 2/3; None if not a number."""
     tokens = [t for t in re.split(r"[\s-]+", text.strip().lower().rstrip(".")) if t and t != "and"]
@@ -141,6 +144,76 @@ def normalize_math(s: str) -> str:
             s = str(value.numerator) if value.denominator == 1 else f"\\frac{{{value.numerator}}}{{{value.denominator}}}"
     # "18 dollars", "5 cm", "30 degrees": a trailing plain word after a number is a unit.
     m = re.fullmatch(r"(-?[\d.,]+(?:\\%|%)?)\s*([A-Za-z]{2,}(?:\s+[A-Za-z]+)?)\.?", s.strip())
-    if m and m.group(2).lower() not in ("and", "or", "e", "i", "x", "pi"):
+    if m and m.group(2).lower() not in ("and", "or", "e", "i", "x", "pi") and not _SCALE_WORD_RE.search(m.group(2)):
         s = m.group(1)
     return s.strip()
+
+
+# --- answer clean-up before comparison (each rule: a form math-verify misreads or rejects) --------
+
+_COLOR_RE = re.compile(r"\\(?:textcolor|color)\s*\{[^{}]*\}")
+# "\textbf{(C)}\ 17", "\text{(B) } 6", "(E) 40": an AMC choice label in front of the value.
+_CHOICE_LABEL_RE = re.compile(r"^\s*(?:\\text(?:bf|rm)?\s*\{\s*\(?\s*[A-E]\s*\)?\s*\}|\(\s*[A-E]\s*\))"
+                              r"(?:\\[ ,;!:]|~|\s)*")
+_RELATION_RE = [
+    (re.compile(r">="), r"\\geq "), (re.compile(r"<="), r"\\leq "), (re.compile(r"!="), r"\\neq "),
+    (re.compile(r"\\geqslant(?![A-Za-z])"), r"\\geq "), (re.compile(r"\\leqslant(?![A-Za-z])"), r"\\leq "),
+    (re.compile(r"\\gt(?![A-Za-z])"), ">"), (re.compile(r"\\lt(?![A-Za-z])"), "<"),
+    (re.compile(r"\\ne(?![A-Za-z])"), r"\\neq "),
+]
+# Matrices: array / bmatrix / plain matrix forms become pmatrix (\left[ ... \right] around an array too).
+_ARRAY_OPEN_RE = re.compile(r"(?:\\left\s*[\[(]\s*)?\\begin\{(?:array|bmatrix|Bmatrix|matrix|smallmatrix)\}(?:\s*\{[^{}]*\})?")
+_ARRAY_CLOSE_RE = re.compile(r"\\end\{(?:array|bmatrix|Bmatrix|matrix|smallmatrix)\}(?:\s*\\right\s*[\])])?")
+# An odd root of a negative number is real: sympy's principal root of -8 is 1 + sqrt(3) i, not -2.
+_ODD_ROOT_RE = re.compile(r"\\sqrt\s*\[\s*(\d*[13579])\s*\]\s*\{\s*-\s*([^{}+\-]+)\}")
+_OPENERS, _CLOSERS = "({", ")}"
+_TRIG_RE = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)(?![A-Za-z])")
+_DEGREES_RE = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?")
+_APPROX_TAIL_RE = re.compile(r"\s*(?:\\approx|≈|\\sim).*$", re.DOTALL)
+
+
+def strip_choice_label(s: str) -> str:
+    """'\\textbf{(C)}\\ 17' -> '17'; a bare label stays (it is the answer itself)."""
+    m = _CHOICE_LABEL_RE.match(s)
+    return s[m.end():].strip() if m and s[m.end():].strip() else s
+
+
+def unwrap_groups(s: str) -> str:
+    """Drop brackets that directly wrap another bracket group: '((((7))))' -> '(7)', '{{{x}}}' -> '{x}'.
+    Linear (one stack pass); nesting like this is free of meaning, but costs sympy exponential time."""
+    stack: list[int] = []
+    match: dict[int, int] = {}
+    i = 0
+    while i < len(s):
+        ch = s[i]
+        if ch == "\\":
+            i += 2  # \{ \} \left( are not grouping brackets here
+            continue
+        if ch in _OPENERS:
+            stack.append(i)
+        elif ch in _CLOSERS and stack and _OPENERS.index(s[stack[-1]]) == _CLOSERS.index(ch):
+            match[stack.pop()] = i
+        i += 1
+    drop = set()
+    for start, end in match.items():
+        if match.get(start + 1) == end - 1:
+            drop.update((start + 1, end - 1))
+    if s.startswith("{") and match.get(0) == len(s) - 1:
+        drop.update((0, len(s) - 1))  # braces around the whole answer group nothing
+    return "".join(ch for k, ch in enumerate(s) if k not in drop) if drop else s
+
+
+def clean_answer(s: str) -> str:
+    """Presentation-only rewrites, safe for any answer: colour, redundant brackets, relations spelled
+    in ASCII or as \\lt / \\ne, matrix environments, real odd roots."""
+    s = _COLOR_RE.sub("", s)
+    s = _APPROX_TAIL_RE.sub("", s)  # "\frac{1}{36} \approx 0.028": the exact part is the answer
+    s = s.replace("\\displaystyle", "").replace("\\left.", "").replace("\\right.", "")
+    for pattern, repl in _RELATION_RE:
+        s = pattern.sub(repl, s)
+    s = _ARRAY_OPEN_RE.sub(r"\\begin{pmatrix}", s)
+    s = _ARRAY_CLOSE_RE.sub(r"\\end{pmatrix}", s)
+    s = _ODD_ROOT_RE.sub(r"-\\sqrt[\1]{\2}", s)
+    if _TRIG_RE.search(s):  # sin(30^\circ): sympy's trigonometry is in radians
+        s = _DEGREES_RE.sub(r"\\frac{\1\\pi}{180}", s)
+    return unwrap_groups(s.strip()).strip()

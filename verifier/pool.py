@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 
 import psutil
 
-from services.wire.verdicts import Verdict
+from services.wire.verdicts import DEFAULT_EXTRACTION, Extraction, Verdict
 from verifier.worker import READY
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ class Item:
     task: str
     response: str
     gold: str
+    question: str | None = None  # the prompt text, when the caller sends it
+    extraction: Extraction = DEFAULT_EXTRACTION
 
 
 class _Worker:
@@ -225,7 +227,7 @@ class GraderPool:
             return Verdict.failed("error", None, str(err))
         assert worker.conn is not None
         try:
-            worker.conn.send((item.task, item.response, item.gold))
+            worker.conn.send((item.task, item.response, item.gold, item.question, item.extraction))
         except (BrokenPipeError, ConnectionResetError, OSError):
             # The worker died before it got the item (killed between the liveness check and the
             # send): the item itself is innocent, so it gets one fresh worker.

@@ -18,5 +18,6 @@ class VerifierSettings(BaseSettings):
     max_items: int = Field(512, ge=1, description="items per request; more gives 413")
     max_response_chars: int = Field(32_000, ge=100, description="longer responses keep their tail")
     max_gold_chars: int = Field(10_000, ge=10, description="longer gold answers give 422")
+    max_question_chars: int = Field(20_000, ge=100, description="longer questions keep their tail (the options)")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="larger bodies give 413")
     recycle_after: int = Field(2_000, ge=1, description="replace a worker after this many items")

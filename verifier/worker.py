@@ -3,7 +3,9 @@
 Started by verifier.pool as a fresh interpreter (not multiprocessing spawn/fork): it does not
 re-import the parent's __main__ and inherits no threads or event loop. It talks over an inherited
 socket wrapped in a multiprocessing Connection: it sends ("ready", pid) once the graders are
-imported, then for each (task, response, gold) it receives, one (Verdict, keeps_running) pair.
+imported, then for each (task, response, gold, question, extraction) it receives, one
+(Verdict, keeps_running) pair. It runs verifier.tasks.grade (in-process, no deadline of its own):
+the parent's deadline is the bound.
 """
 from __future__ import annotations
 
@@ -16,19 +18,20 @@ READY = "ready"
 
 
 def serve(conn: Connection, max_response_chars: int, memory_mb: int = 0) -> None:
-    from verifier.tasks import verify  # the heavy import (sympy, math-verify) happens once, here
+    from verifier.tasks import grade  # the heavy import (sympy, math-verify) happens once, here
     from services.wire.verdicts import Verdict
 
-    verify("math", "\\boxed{\\frac{1}{2}}", "0.5")  # warm lazy imports and caches
+    grade("math", "\\boxed{\\frac{1}{\\sqrt{2}}}", "\\frac{\\sqrt{2}}{2}")  # warm lazy imports and caches
     conn.send((READY, os.getpid()))
     while True:
         try:
-            task, response, gold = conn.recv()
+            task, response, gold, question, extraction = conn.recv()
         except EOFError:  # the parent closed the pipe: shut down
             return
         peak_before = _peak_rss_mb()
         try:
-            verdict = verify(task, response, gold, max_response_chars=max_response_chars)
+            verdict = grade(task, response, gold, question=question, extraction=extraction,
+                            max_response_chars=max_response_chars)
         except MemoryError:
             # Near the cap the heap may be unusable: report, then exit so the parent replaces us.
             conn.send((Verdict.failed("error", None, "grader ran out of memory"), False))

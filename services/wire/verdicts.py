@@ -7,6 +7,13 @@ from typing import Any, Literal
 Status = Literal["ok", "no_answer", "timeout", "error"]
 STATUSES: tuple[str, ...] = ("ok", "no_answer", "timeout", "error")
 
+# How a grader finds the final answer (docs/verifier.md): "lenient" (the default) never denies a
+# correct final answer for lacking a marker; "strict" counts only explicit markers (\boxed{},
+# "the answer is", GSM8K "####", "Answer:" lines), for runs that reward the format a prompt asks for.
+Extraction = Literal["lenient", "strict"]
+EXTRACTIONS: tuple[str, ...] = ("lenient", "strict")
+DEFAULT_EXTRACTION: Extraction = "lenient"
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.wire.verdicts import Verdict
+from services.wire.verdicts import DEFAULT_EXTRACTION, Extraction, Verdict
+
+# Optional item fields passed through to the service when present (docs/verifier.md).
+_OPTIONAL_ITEM_FIELDS = ("question", "extraction")
 
 
 class VerifierSection(BaseModel):
@@ -29,6 +32,9 @@ class VerifierSection(BaseModel):
     timeout_s: float = Field(30.0, gt=0)  # one HTTP request (transport errors are retried)
     deadline_s: float = Field(120.0, gt=0)  # every retry of one batch together
     max_batch: int = Field(64, ge=1)  # items per HTTP request
+    # Which statements count as the final answer: "lenient" (a correct answer without a \boxed{} or
+    # "the answer is" still counts) or "strict" (explicit markers only; rewards the asked-for format).
+    extraction: Extraction = DEFAULT_EXTRACTION
 
 
 class VerifierError(RuntimeError):
@@ -52,17 +58,20 @@ class VerifierClient:
 
     def __init__(self, base_url: str, *, timeout_s: float | None = None, deadline_s: float | None = None,
                  max_batch: int | None = None, max_retries: int = 5, backoff_s: float = 0.1,
-                 max_backoff_s: float = 5.0):
+                 max_backoff_s: float = 5.0, extraction: Extraction | None = None):
         section = VerifierSection(**{k: v for k, v in (("timeout_s", timeout_s), ("deadline_s", deadline_s),
                                                        ("max_batch", max_batch)) if v is not None})
         self.base_url = base_url.rstrip("/")
         self.timeout_s, self.deadline_s, self.max_batch = section.timeout_s, section.deadline_s, section.max_batch
         self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s
+        # The request-level policy (None: the service's default, lenient); an item's own wins.
+        self.extraction = VerifierSection(extraction=extraction).extraction if extraction is not None else None
         self._client: httpx.AsyncClient | None = None
 
     @classmethod
     def for_section(cls, base_url: str, section: VerifierSection) -> "VerifierClient":
-        return cls(base_url, timeout_s=section.timeout_s, deadline_s=section.deadline_s, max_batch=section.max_batch)
+        return cls(base_url, timeout_s=section.timeout_s, deadline_s=section.deadline_s, max_batch=section.max_batch,
+                   extraction=section.extraction)
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -70,9 +79,11 @@ class VerifierClient:
         return self._client
 
     async def verify(self, items: Sequence[Mapping[str, str]]) -> list[Verdict]:
-        """Verdicts in the order of `items` (dicts with task, response, gold)."""
+        """Verdicts in the order of `items` (dicts with task, response, gold, and optionally
+        question and extraction)."""
         deadline = time.monotonic() + self.deadline_s
-        payload = [{"task": it["task"], "response": it["response"], "gold": it["gold"]} for it in items]
+        payload = [{"task": it["task"], "response": it["response"], "gold": it["gold"],
+                    **{k: it[k] for k in _OPTIONAL_ITEM_FIELDS if it.get(k) is not None}} for it in items]
         batches = [payload[i : i + self.max_batch] for i in range(0, len(payload), self.max_batch)]
         results = await asyncio.gather(*(self._post_batch(b, deadline) for b in batches))
         return [v for batch in results for v in batch]
@@ -84,8 +95,8 @@ class VerifierClient:
             if remaining <= 0:
                 break
             try:
-                resp = await self._http().post("/v1/verify", json={"items": batch},
-                                               timeout=min(self.timeout_s, remaining))
+                body = {"items": batch} if self.extraction is None else {"items": batch, "extraction": self.extraction}
+                resp = await self._http().post("/v1/verify", json=body, timeout=min(self.timeout_s, remaining))
             except httpx.TransportError as err:  # connect/read errors and timeouts: worth a retry
                 last_error = f"{type(err).__name__}: {err}"
             else:
@@ -117,7 +128,8 @@ class VerifierClient:
         async def run() -> list[Verdict]:
             sync_client = VerifierClient(self.base_url, timeout_s=self.timeout_s, deadline_s=self.deadline_s,
                                          max_batch=self.max_batch, max_retries=self.max_retries,
-                                         backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s)
+                                         backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s,
+                                         extraction=self.extraction)
             try:
                 return await sync_client.verify(items)
             finally:

@@ -43,7 +43,8 @@ CHANGED = {
                 "resources": {"learner": 0.5}},
     "trainer": {"steps": 12, "max_staleness": 1, "save_every": 3, "eval_every": 6, "eval_n": 16,
                 "eval_problems": 10, "export_final": False, "rollout_timeout_s": 60.0, "seed": 5},
-    "verifier": {"url": "http://v:8001", "workers": 3, "timeout_s": 5.0, "deadline_s": 9.0, "max_batch": 16},
+    "verifier": {"url": "http://v:8001", "workers": 3, "timeout_s": 5.0, "deadline_s": 9.0, "max_batch": 16,
+                 "extraction": "strict"},
     "infra": {"redis_url": "redis://r:6379/0", "ray_address": "ray://h:10001"},
 }
 
@@ -145,4 +146,4 @@ def test_verifier_fields_reach_the_client(spec):
     from services.wire.verifier_client import VerifierClient
 
     client = VerifierClient.for_section("http://v:8001", spec.verifier)
-    assert (client.timeout_s, client.deadline_s, client.max_batch) == (5.0, 9.0, 16)
+    assert (client.timeout_s, client.deadline_s, client.max_batch, client.extraction) == (5.0, 9.0, 16, "strict")

@@ -19,7 +19,9 @@ HOSTILE = [
     SLOW,
     {"task": "math", "response": "\\boxed{10^{10^{10}}}", "gold": "3"},
     {"task": "math", "response": "\\boxed{" + "{" * 3000 + "1" + "}" * 3000 + "}", "gold": "1"},
-    {"task": "math", "response": "\\boxed{" + "{" * 15 + "x" + "}" * 15 + "}", "gold": "x"},
+    # Nested braces around x are x (graded on the cheap path, see test_nested_braces_are_graded);
+    # against another gold this stays a reward-0 item that must be answered within the deadline.
+    {"task": "math", "response": "\\boxed{" + "{" * 15 + "x" + "}" * 15 + "}", "gold": "y"},
 ]
 
 
@@ -70,6 +72,14 @@ def test_hostile_input_answered_within_deadline(service_url, item):
     assert time.monotonic() - started <= DEADLINE_S + 1.0
     # (the 6000-brace answer loses its "\boxed{" to the 4000-character tail cut: no_answer)
     assert result["reward"] == 0.0 and result["status"] in ("ok", "timeout", "no_answer")
+
+
+def test_nested_braces_are_graded(service_url):
+    started = time.monotonic()
+    item = {"task": "math", "response": "\\boxed{" + "{" * 15 + "x" + "}" * 15 + "}", "gold": "x"}
+    result = post(service_url, [item]).json()["results"][0]
+    assert time.monotonic() - started <= DEADLINE_S + 1.0
+    assert (result["status"], result["correct"]) == ("ok", True)
 
 
 async def test_concurrent_clients(service_url):

@@ -13,20 +13,25 @@ from collections import Counter
 from collections.abc import Callable
 from fractions import Fraction
 
-from verifier.graders.logic import committed_answer
 from services.wire.verdicts import Verdict
+from verifier.context import Context
+from verifier.extract import answer_region
+from verifier.graders.logic import committed_answer
 
 MAX_EXPRESSION_CHARS = 200
 MAX_DEPTH = 20
-_TOKEN_RE = re.compile(r"\s*(?:(\d+)|(.))")
+_TOKEN_RE = re.compile(r"\s*(?:(\d+)|(\*\*|.))")
 _OPERATOR_ALIASES = {"×": "*", "x": "*", "X": "*", "·": "*", "÷": "/", "−": "-", "–": "-", "[": "(", "]": ")"}
+BASIC_OPERATORS = frozenset("+-*/")
 
 
 class ExpressionError(ValueError):
     """The answer is not a well-formed countdown expression."""
 
 
-def tokenize(expr: str) -> list[str]:
+def tokenize(expr: str, operators: frozenset[str] = BASIC_OPERATORS) -> list[str]:
+    """Tokens of an arithmetic answer; an operator outside `operators` ("**", or "%" where the
+    puzzle does not allow it) makes the answer invalid."""
     expr = re.sub(r"\\times|\\cdot", "*", expr).replace("\\div", "/")
     expr = re.sub(r"\\(?:left|right)", "", expr).replace("\\(", "").replace("\\)", "")
     tokens = []
@@ -35,14 +40,14 @@ def tokenize(expr: str) -> list[str]:
             tokens.append(number)
         elif other.strip():
             tok = _OPERATOR_ALIASES.get(other, other)
-            if tok not in "+-*/()":
+            if tok not in operators and tok not in "()":
                 raise ExpressionError(f"unexpected character {other!r}")
             tokens.append(tok)
     return tokens
 
 
 class _Parser:
-    """expr := term (('+'|'-') term)* ; term := atom (('*'|'/') atom)* ; atom := INT | '(' expr ')'."""
+    """expr := term (('+'|'-') term)* ; term := atom (('*'|'/'|'%') atom)* ; atom := INT | '(' expr ')'."""
 
     def __init__(self, tokens: list[str]):
         self.tokens, self.pos, self.numbers = tokens, 0, []
@@ -66,11 +71,11 @@ class _Parser:
 
     def term(self, depth: int) -> Fraction:
         value = self.atom(depth)
-        while self.peek() in ("*", "/"):
+        while self.peek() in ("*", "/", "%"):
             op, rhs = self.take(), self.atom(depth)
-            if op == "/" and rhs == 0:
+            if op in "/%" and rhs == 0:
                 raise ExpressionError("division by zero")
-            value = value * rhs if op == "*" else value / rhs
+            value = value * rhs if op == "*" else value / rhs if op == "/" else value % rhs
         return value
 
     def atom(self, depth: int) -> Fraction:
@@ -88,18 +93,19 @@ class _Parser:
         raise ExpressionError(f"unexpected {tok!r}")  # unary minus is not a countdown operation
 
 
-def evaluate(expr: str) -> tuple[Fraction, list[int]]:
-    """Exact value of an arithmetic expression and the number literals it uses, in order."""
+def evaluate(expr: str, operators: frozenset[str] = BASIC_OPERATORS) -> tuple[Fraction, list[int]]:
+    """Exact value of an arithmetic expression and the number literals it uses, in order. Exact
+    Fractions stand in for Python's float division: 4 / (1 - 5 / 6) is 24, as it is up to rounding."""
     if len(expr) > MAX_EXPRESSION_CHARS:
         raise ExpressionError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
-    parser = _Parser(tokenize(expr))
+    parser = _Parser(tokenize(expr, operators))
     value = parser.expr(0)
     if parser.peek() is not None:
         raise ExpressionError(f"unexpected {parser.peek()!r}")
     return value, parser.numbers
 
 
-def _expression_part(span: str) -> str:
+def expression_part(span: str) -> str:
     span = span.strip().strip("$").strip()
     # "(8 - 2) * 4 = 24" or "24 = (8 - 2) * 4": keep the side that is not just the target.
     sides = [s.strip() for s in span.split("=") if s.strip()]
@@ -108,19 +114,11 @@ def _expression_part(span: str) -> str:
     return sides[0] if sides else span
 
 
-def grade_countdown(response: str, gold: str, default_target: int | None = None) -> Verdict:
+def check_expression(span: str, numbers: Counter, target: Fraction, *, use_all: bool = True,
+                     operators: frozenset[str] = BASIC_OPERATORS) -> Verdict:
+    """Verdict on one committed expression: well formed, the right numbers, the target value."""
     try:
-        spec = json.loads(gold)
-        numbers = Counter(int(n) for n in spec["numbers"])
-        target = Fraction(spec.get("target", default_target))
-        use_all = bool(spec.get("use_all", True))
-    except (ValueError, KeyError, TypeError) as err:
-        return Verdict.failed("error", None, f"gold must be JSON {{'numbers': [...], 'target': N}}: {err}")
-    span = committed_answer(response)
-    if span is None:
-        return Verdict.failed("no_answer")
-    try:
-        value, used = evaluate(_expression_part(span))
+        value, used = evaluate(expression_part(span), operators)
     except ExpressionError as err:
         return Verdict.graded(False, span, f"invalid expression: {err}")
     used_count = Counter(used)
@@ -133,11 +131,25 @@ def grade_countdown(response: str, gold: str, default_target: int | None = None)
     return Verdict.graded(True, span)
 
 
-def game_of_24(response: str, gold: str) -> Verdict:
-    return grade_countdown(response, gold, default_target=24)
+def grade_countdown(response: str, gold: str, ctx: Context = Context(), default_target: int | None = None) -> Verdict:
+    try:
+        spec = json.loads(gold)
+        numbers = Counter(int(n) for n in spec["numbers"])
+        target = Fraction(spec.get("target", default_target))
+        use_all = bool(spec.get("use_all", True))
+    except (ValueError, KeyError, TypeError) as err:
+        return Verdict.failed("error", None, f"gold must be JSON {{'numbers': [...], 'target': N}}: {err}")
+    span = committed_answer(answer_region(response))
+    if span is None:
+        return Verdict.failed("no_answer")
+    return check_expression(span, numbers, target, use_all=use_all)
 
 
-GRADERS: dict[str, Callable[[str, str], Verdict]] = {
+def game_of_24(response: str, gold: str, ctx: Context = Context()) -> Verdict:
+    return grade_countdown(response, gold, ctx, default_target=24)
+
+
+GRADERS: dict[str, Callable[..., Verdict]] = {
     "countdown": grade_countdown,
     "game_of_24": game_of_24,
 }
