@@ -60,6 +60,9 @@ class LearnerActor:
     def pull_batch(self, idle_timeout_s: float | None = None) -> int | None:
         return self.learner.pull_batch(idle_timeout_s)
 
+    def consumed(self) -> int:
+        return self.learner.consumed()
+
     def update(self) -> dict:
         return self.learner.update()
 
@@ -117,6 +120,9 @@ class LearnerGroup:
 
     def pull_batch(self, idle_timeout_s: float | None = None) -> int | None:
         return self._all([a.pull_batch.remote(idle_timeout_s) for a in self.actors])
+
+    def consumed(self) -> int:
+        return ray.get(self.actors[0].consumed.remote())  # rank 0 reads the stream
 
     def update(self) -> dict:
         return self._all([a.update.remote() for a in self.actors])

@@ -2,8 +2,8 @@
 
 Two steps, both pure and deterministic (every rank runs them on the same full batch and takes its
 own share, so no collective is needed to agree on the plan):
-  prepare_batch:   drop bad groups (counted), handle overlong sequences, compute advantages per group,
-                   skip zero-advantage groups.
+  prepare_batch:   drop bad groups (counted), handle overlong sequences, compute advantages per group
+                   (zero-advantage groups stay; only DAPO dynamic sampling drops equal-reward groups).
   plan_mini_batch: split a mini-batch's rows across ranks, pack each rank's rows into micro-batches
                    under a token budget, and pad every rank to the same micro-batch count (ZeRO-2/3
                    run collectives inside backward, so ranks must run the same number of them).
@@ -76,9 +76,10 @@ class MicroBatch:
 
 def prepare_batch(groups: list[ScoredGroup], job: LearnerJob, *, vocab_size: int) -> PreparedBatch:
     """Filter and score a batch. Counters (all under `batch/`):
-    groups_in, groups_empty, groups_error (rollout-side failure), groups_bad (malformed: NaN reward, empty prompt, ids out of vocabulary),
-    groups_overlong_dropped, samples_truncated, groups_equal_reward (dynamic sampling),
-    groups_zero_advantage, groups_trained, samples_trained."""
+    groups_in, groups_empty, groups_error (rollout-side failure), groups_bad (malformed: NaN reward,
+    empty prompt, ids out of vocabulary), groups_overlong_dropped, samples_truncated,
+    groups_equal_reward (dropped by dynamic sampling), groups_zero_advantage (trained, advantage 0),
+    groups_trained, samples_trained."""
     counts: Counter = Counter(groups_in=len(groups))
     out = PreparedBatch(groups=[], rows=[], seen_group_ids=[g.group_id for g in groups], counts=counts)
     candidates: list[tuple[ScoredGroup, list[tuple[tuple[int, ...], int]]]] = []
@@ -143,8 +144,17 @@ def shaped_rewards(groups: list[ScoredGroup], job: LearnerJob) -> torch.Tensor:
     return rewards
 
 
+def has_signal(group: ScoredGroup, job: LearnerJob) -> bool:
+    """Whether DAPO's dynamic sampling keeps the group: its (raw, unshaped) rewards are not all
+    equal, i.e. its accuracy is neither 0 nor 1, as DAPO filters. Always True when it is off.
+    The learner counts only such groups towards a full batch (learner.learner.Learner.pull_batch)."""
+    if not job.algorithm.dynamic_sampling or not group.samples:
+        return True
+    return bool(dynamic_sampling_keep(torch.tensor([group.rewards], dtype=torch.float64))[0])
+
+
 def _with_advantages(candidates, job: LearnerJob, counts: Counter):
-    """Yield (group, sequences, advantages) for groups that carry a learning signal, in input order.
+    """Yield (group, sequences, advantages) for the groups that train, in input order.
     Estimators take [G, n]; groups are stacked by size n so mixed group sizes still work."""
     algorithm = job.algorithm
     by_size: dict[int, list[int]] = {}
@@ -152,9 +162,9 @@ def _with_advantages(candidates, job: LearnerJob, counts: Counter):
         by_size.setdefault(len(group.samples), []).append(i)
     advantages: dict[int, torch.Tensor] = {}
     for indices in by_size.values():
-        rewards = shaped_rewards([candidates[i][0] for i in indices], job)
-        keep = (dynamic_sampling_keep(rewards) if algorithm.dynamic_sampling
-                else torch.ones(len(indices), dtype=torch.bool))
+        groups = [candidates[i][0] for i in indices]
+        rewards = shaped_rewards(groups, job)
+        keep = torch.tensor([has_signal(g, job) for g in groups], dtype=torch.bool)
         try:
             values = advantages_with(algorithm.advantage, algorithm.advantage_hp, rewards)
         except ValueError as exc:  # the estimator rejects this group size (e.g. pass@k with n < k)
@@ -163,11 +173,13 @@ def _with_advantages(candidates, job: LearnerJob, counts: Counter):
             continue
         for row, i in enumerate(indices):
             if not keep[row]:
-                counts["groups_equal_reward"] += 1
-            elif not bool((values[row] != 0).any()):
-                counts["groups_zero_advantage"] += 1  # no gradient: training on it only costs time
-            else:
-                advantages[i] = values[row]
+                counts["groups_equal_reward"] += 1  # DAPO dynamic sampling: dropped (the learner refills)
+                continue
+            if not bool((values[row] != 0).any()):
+                # Kept, as the official code does: advantage 0 everywhere, but its tokens count in
+                # the token-mean denominators and its responses in the Lambda^(k) diagnostics.
+                counts["groups_zero_advantage"] += 1
+            advantages[i] = values[row]
     for i, (group, sequences) in enumerate(candidates):
         if i in advantages:
             yield group, sequences, advantages[i].tolist()

@@ -104,7 +104,10 @@ class LearnerEngine:
     # ------------------------------------------------------------------ the update
     def update(self, groups: list[ScoredGroup]) -> dict:
         """Apply one batch of scored groups; return flat metrics. Never raises on bad data: empty
-        batches, zero-advantage groups, overlong sequences and NaN losses are skipped and counted."""
+        batches, malformed or overlong groups and NaN losses are skipped and counted. Groups whose
+        rewards are all equal train with advantage 0 (they count in the token-mean denominators,
+        and the batch takes its batch_prompts / mini_batch_prompts optimizer steps, as the
+        official code); only DAPO's dynamic sampling drops them."""
         started = time.perf_counter()
         fresh = [g for g in groups if g.group_id not in self.state.applied_group_ids]
         batch = prepare_batch(fresh, self.job, vocab_size=self.vocab_size)
@@ -112,15 +115,20 @@ class LearnerEngine:
 
         plans = [self.plan(rows) for rows in mini_batches(batch, self.cfg.mini_batch_prompts)]
         # Old log-probs under the pre-update weights, for every mini-batch, before the first step.
+        old_started = time.perf_counter()
         plans = [[self.with_old_logprobs(mb) for mb in plan] for plan in plans]
         hparams = self.batch_hparams(plans)
+        old_logprobs_s = time.perf_counter() - old_started
 
         stats = StatsAccumulator()
         steps = [self.train_mini_batch(plan, stats, hparams) for _ in range(self.cfg.ppo_epochs) for plan in plans]
+        stats.merge_ranks()
 
         response_tokens = sum(r.response_len for rows in batch.rows for r in rows) * self.cfg.ppo_epochs
         self._record(batch, steps)
-        return self._metrics(batch, steps, stats, response_tokens, time.perf_counter() - started)
+        metrics = self._metrics(batch, steps, stats, response_tokens, time.perf_counter() - started)
+        metrics["perf/old_logprobs_s"] = old_logprobs_s
+        return metrics
 
     def plan(self, rows) -> list[MicroBatch]:
         return plan_mini_batch(rows, self.cfg, rank=self.rank, world_size=self.world_size,

@@ -93,8 +93,13 @@ class CommonHparams:
     diagnostic_top_k: int = 3  # Lambda^(k) reported for k = 1..this
     chunk_size: int = 1024  # token rows per chunk in the token statistics
     entropy_bins: int = 32  # histogram bins over [0, ln V]
+    # Entropy bonus: loss - entropy_coeff * H aggregated like the loss (verl's actor.entropy_coeff;
+    # the official GRPO baseline trains with 0.001). 0 = off, and then the entropy gets no gradient.
+    entropy_coeff: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(_is_number(self.entropy_coeff) and self.entropy_coeff >= 0, "entropy_coeff", "must be >= 0",
+               self.entropy_coeff)
         for name in ("clip_low", "clip_high"):
             _check(_is_number(getattr(self, name)), name, "must be a number", getattr(self, name))
         _check(0 <= self.clip_low < 1, "clip_low", "must be in [0, 1)", self.clip_low)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from learner.batching import has_signal
 from learner.checkpoint import export_hf, latest_checkpoint, load_checkpoint, save_checkpoint
 from learner.distributed import broadcast_object
 from learner.engine import LearnerEngine
@@ -42,6 +43,7 @@ class GroupSource(Protocol):
 class Batch:
     message_ids: list[str] = field(default_factory=list)  # to ACK once applied (duplicates included)
     groups: list[ScoredGroup] = field(default_factory=list)  # fresh groups, one per group id
+    counted: int = 0  # groups that count towards batch_prompts (DAPO dynamic sampling skips the others)
 
 
 class Learner:
@@ -53,7 +55,8 @@ class Learner:
         self.cfg = engine.cfg
         self.source = source  # rank 0 only
         self.publisher = publisher  # rank 0 only
-        self._batch: Batch | None = None
+        self._batch: Batch | None = None  # pulled, not yet ACKed
+        self._collecting = Batch()  # rank 0: the batch being collected across pull_batch calls
 
     # ------------------------------------------------------------------ start-up
     def resume(self) -> bool:
@@ -84,9 +87,11 @@ class Learner:
     # ------------------------------------------------------------------ one update
     def pull_batch(self, idle_timeout_s: float | None = None,
                    should_stop: Callable[[], bool] = lambda: False) -> int | None:
-        """Collect the next batch (batch_prompts fresh groups, fewer if the stream stays idle for
-        idle_timeout_s); returns its group count, None when nothing arrived. Raises ConnectionError
-        on every rank when rank 0 could not reach the stream (the ranks stay in step)."""
+        """Collect the next batch: batch_prompts fresh groups (with dynamic sampling, groups with a
+        learning signal; the equal-reward ones ride along to be counted and ACKed). Returns its group
+        count once complete; None when the stream stayed idle for idle_timeout_s first (what was
+        collected so far is kept for the next call, never trained as a partial batch). Raises
+        ConnectionError on every rank when rank 0 could not reach the stream (the ranks stay in step)."""
         batch, failure = broadcast_object(self._collect_or_failure(idle_timeout_s, should_stop)
                                           if self.engine.rank == 0 else None)
         if failure is not None:
@@ -111,6 +116,11 @@ class Learner:
         if self.engine.rank == 0 and self.publisher is not None:
             self.publisher.publish(self.engine.state.weight_version, state_dict)
         return time.perf_counter() - started
+
+    def consumed(self) -> int:
+        """Groups taken off the rollout stream so far: trained ones plus the batch being collected
+        (rank 0's view). The prompt supply refills from this while dynamic sampling filters."""
+        return self.engine.state.cursor.get("groups_consumed", 0) + len(self._collecting.groups)
 
     def ack(self) -> None:
         """ACK the applied batch's messages (rank 0) and forget the batch."""
@@ -148,11 +158,13 @@ class Learner:
 
     def _collect(self, idle_timeout_s: float | None, should_stop: Callable[[], bool]) -> Batch | None:
         want = self.cfg.batch_prompts
-        batch = Batch()
-        seen: set[str] = set()
+        batch = self._collecting
+        seen = {g.group_id for g in batch.groups}
         idle_since = time.monotonic()
-        while len(batch.groups) < want and not should_stop():
-            need = want - len(batch.groups)
+        while batch.counted < want:
+            if should_stop():
+                return None
+            need = want - batch.counted
             # Groups a dead learner left un-ACKed first, then new ones.
             entries = self.source.reclaim_stale(self.cfg.reclaim_idle_ms, need)
             if len(entries) < need:
@@ -169,11 +181,13 @@ class Learner:
                     seen.add(message.group_id)
                     batch.message_ids.append(message_id)
                     batch.groups.append(message)
+                    batch.counted += has_signal(message, self.engine.job)
             if entries:
                 idle_since = time.monotonic()
             elif idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
-                break
-        return batch if batch.groups or batch.message_ids else None
+                return None  # keep collecting on the next call
+        self._collecting = Batch()
+        return batch
 
 
 def rollout_stats(groups: list[ScoredGroup], learner_version: int) -> dict:

@@ -10,6 +10,17 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
+def response_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over responses of each response's own token mean ([B,T] -> scalar): every response
+    counts once, however long (the paper's eq. 2 averaging). Rows without valid tokens are left
+    out; 0 when there are none."""
+    mask = mask.to(values.dtype)
+    counts = mask.sum(dim=-1)
+    rows = counts > 0
+    row_means = (values * mask).sum(dim=-1) / counts.clamp(min=1)
+    return (row_means * rows).sum() / rows.sum().clamp(min=1)
+
+
 def masked_quantile(values: torch.Tensor, mask: torch.Tensor, q: float, dim: int | None = None) -> torch.Tensor:
     """The q-quantile of the valid entries, linear interpolation (as torch.quantile / numpy "linear").
 

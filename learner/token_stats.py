@@ -20,10 +20,11 @@ DEFAULT_CHUNK_SIZE = 1024
 @dataclass(frozen=True)
 class TokenStats:
     logp: torch.Tensor  # [B,T] log pi(y_t), differentiable
-    entropy: torch.Tensor  # [B,T] H(pi(.|s_t)), detached
+    entropy: torch.Tensor  # [B,T] H(pi(.|s_t)), detached (gates, thresholds, diagnostics)
     topk_ids: torch.Tensor  # [B,T,K] candidate ids ranked by detached logits (rank 0 = argmax)
     topk_logp: torch.Tensor  # [B,T,K] log pi(c_k), differentiable
     is_top1: torch.Tensor  # [B,T] bool, y_t == argmax
+    entropy_live: torch.Tensor | None = None  # [B,T] the same entropy with its gradient (entropy bonus)
 
     @property
     def top_k(self) -> int:
@@ -40,7 +41,9 @@ class _GatherLogProbs(torch.autograd.Function):
 
     forward: logits [N,V], tokens [N] -> (gathered [N,1+K], topk_ids [N,K], entropy [N]), float32 or wider
     where gathered[:,0] is the sampled token and gathered[:,1:] the top-K candidates.
-    backward: d/dlogits of sum(g * gathered) = scatter(g) - softmax * sum(g), recomputed per chunk.
+    backward: d/dlogits of sum(g * gathered) = scatter(g) - softmax * sum(g), recomputed per chunk;
+    plus, only when the entropy is used with its gradient (an entropy bonus), dH/dz_v =
+    -p_v (log p_v + H).
     """
 
     @staticmethod
@@ -64,24 +67,33 @@ class _GatherLogProbs(torch.autograd.Function):
             idx[rows, 1:] = torch.topk(chunk, top_k, dim=-1).indices
             gathered[rows] = chunk.gather(1, idx[rows]) - chunk_lse[:, None]
             lse[rows] = chunk_lse
-        ctx.save_for_backward(logits, lse, idx)
+        ctx.save_for_backward(logits, lse, idx, entropy)
         ctx.chunk_size = chunk_size
+        ctx.set_materialize_grads(False)  # unused outputs get None: no entropy term unless asked for
         topk_ids = idx[:, 1:].clone()
-        ctx.mark_non_differentiable(topk_ids, entropy)
+        ctx.mark_non_differentiable(topk_ids)
         return gathered, topk_ids, entropy
 
     @staticmethod
-    def backward(ctx, grad_gathered, _grad_ids, _grad_entropy):
-        logits, lse, idx = ctx.saved_tensors
+    def backward(ctx, grad_gathered, _grad_ids, grad_entropy):
+        logits, lse, idx, entropy = ctx.saved_tensors
         grad_logits = torch.empty_like(logits)
         work = _work_dtype(logits)
+        if grad_gathered is None:
+            grad_gathered = torch.zeros(idx.shape, dtype=work, device=logits.device)
         grad_gathered = grad_gathered.to(work)
         grad_total = grad_gathered.sum(dim=-1)  # [N]
         for start in range(0, logits.shape[0], ctx.chunk_size):
             rows = slice(start, min(start + ctx.chunk_size, logits.shape[0]))
-            probs = torch.exp(logits[rows].to(work) - lse[rows, None])
-            chunk_grad = probs.mul_(-grad_total[rows, None])
+            chunk = logits[rows].to(work)
+            log_probs = chunk - lse[rows, None]
+            probs = torch.exp(log_probs)
+            chunk_grad = probs * -grad_total[rows, None]
             chunk_grad.scatter_add_(1, idx[rows], grad_gathered[rows])
+            if grad_entropy is not None:
+                # -p (log p + H); where p = 0 (a -inf logit) the term is 0, not 0 * -inf.
+                term = torch.where(probs > 0, -probs * (log_probs + entropy[rows, None]), torch.zeros_like(probs))
+                chunk_grad += term * grad_entropy[rows, None].to(work)
             grad_logits[rows] = chunk_grad.to(logits.dtype)
         return grad_logits, None, None, None
 
@@ -99,12 +111,14 @@ def compute_token_stats(logits: torch.Tensor, tokens: torch.Tensor, *, top_k: in
     gathered, topk_ids, entropy = _GatherLogProbs.apply(
         logits.reshape(batch * length, vocab), tokens.reshape(-1).long(), top_k, chunk_size)
     topk_ids = topk_ids.reshape(batch, length, top_k)
+    entropy = entropy.reshape(batch, length)
     return TokenStats(
         logp=gathered[:, 0].reshape(batch, length),
-        entropy=entropy.reshape(batch, length),
+        entropy=entropy.detach(),
         topk_ids=topk_ids,
         topk_logp=gathered[:, 1:].reshape(batch, length, top_k),
         is_top1=topk_ids[..., 0] == tokens,
+        entropy_live=entropy,
     )
 
 

@@ -109,4 +109,8 @@ def policy_loss(name: str, hp: CommonHparams, *, logits: torch.Tensor, tokens: t
     stats.update(surrogate_stats(ratio, inputs, token_loss.clipped))
     stats.update({key: value.detach() for key, value in token_loss.stats.items()})
     stats["loss/pg_loss"] = loss.detach()
+    if hp.entropy_coeff > 0:  # verl: policy_loss = pg_loss - entropy_coeff * entropy (aggregated alike)
+        bonus = aggregate(inputs.stats.entropy_live, inputs.mask, hp)
+        loss = loss - hp.entropy_coeff * bonus
+        stats["loss/entropy_bonus"] = bonus.detach()
     return loss, stats

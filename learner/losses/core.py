@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from learner.hparams import CommonHparams
-from learner.masked import masked_histogram, masked_mean, masked_quantile
+from learner.masked import masked_histogram, masked_mean, masked_quantile, response_mean
 from learner.token_stats import TokenStats
 
 
@@ -65,11 +65,21 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, hp: CommonHparams) ->
 
 
 def diagnostics(inputs: LossInputs, hp: CommonHparams) -> dict[str, torch.Tensor]:
-    """Detached probability-concentration statistics (the paper's Lambda^(k), entropy)."""
+    """Detached probability-concentration statistics (the paper's Lambda^(k), entropy).
+
+    Lambda^(k) per the paper's eq. 2: the log-prob of the rank-k candidate averaged over the tokens
+    of each response, then over responses (`dist/lambda_k`, `dist/lambda_sampled`; the learner
+    weights micro-batches by `dist/responses`). The token-weighted means are kept as
+    `dist/lambda_k_token`, `dist/lambda_sampled_token`."""
     mask, stats = inputs.mask, inputs.stats
-    out: dict[str, torch.Tensor] = {"dist/lambda_sampled": masked_mean(stats.logp.detach(), mask)}
+    sampled = stats.logp.detach()
+    out: dict[str, torch.Tensor] = {"dist/lambda_sampled": response_mean(sampled, mask),
+                                    "dist/lambda_sampled_token": masked_mean(sampled, mask),
+                                    "dist/responses": mask.any(dim=-1).sum().to(sampled.dtype)}
     for k in range(min(hp.diagnostic_top_k, stats.top_k)):
-        out[f"dist/lambda_{k + 1}"] = masked_mean(stats.topk_logp[..., k].detach(), mask)
+        candidate = stats.topk_logp[..., k].detach()
+        out[f"dist/lambda_{k + 1}"] = response_mean(candidate, mask)
+        out[f"dist/lambda_{k + 1}_token"] = masked_mean(candidate, mask)
     entropy = stats.entropy
     out["dist/entropy_mean"] = masked_mean(entropy, mask)
     for q in (0.5, 0.8, 0.95):

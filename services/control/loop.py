@@ -42,6 +42,7 @@ class LearnerSide(Protocol):
     def resume(self) -> bool: ...
     def start(self) -> None: ...
     def pull_batch(self, idle_timeout_s: float | None = None) -> int | None: ...
+    def consumed(self) -> int: ...
     def update(self) -> dict: ...
     def publish(self) -> float: ...
     def ack(self) -> None: ...
@@ -107,7 +108,7 @@ def train(t: Training) -> JobState:
 
         started = time.perf_counter()
         t.supply.top_up(trained_groups(state), version=state["weight_version"])
-        if not wait_for_batch(t, trained=trained_groups(state)):
+        if not wait_for_batch(t, trained=trained_groups(state), version=state["weight_version"]):
             return JobState.CANCELLED
         waited = time.perf_counter() - started
         metrics = learner.update()
@@ -137,19 +138,24 @@ def trained_groups(state: dict) -> int:
     return state["cursor"].get("groups_consumed", 0)
 
 
-def wait_for_batch(t: Training, *, trained: int) -> bool:
+def wait_for_batch(t: Training, *, trained: int, version: int) -> bool:
     """learner.pull_batch() in slices of `poll_s`, so that while the learner waits for scored groups
-    a dead rollout worker is replaced, lost prompts are re-fed and a cancel is seen. A Redis outage
-    is waited out (the queue clients reconnect). False if cancelled; raises past the deadline."""
+    a dead rollout worker is replaced, lost prompts are re-fed and a cancel is seen. With DAPO's
+    dynamic sampling the groups it filters out are replaced by new prompts (short slices: refilling
+    is what the learner waits for). A Redis outage is waited out (the queue clients reconnect).
+    False if cancelled; raises past the deadline."""
     deadline = time.monotonic() + t.spec.trainer.rollout_timeout_s
+    refill = t.spec.algorithm.dynamic_sampling
     while True:
         try:
-            if t.learner.pull_batch(idle_timeout_s=t.poll_s) is not None:
+            if t.learner.pull_batch(idle_timeout_s=min(t.poll_s, 2.0) if refill else t.poll_s) is not None:
                 return True
             if t.control.cancel_requested():
                 return False
             t.rollout.metrics()  # health check: replaces dead workers (their prompts are reclaimed)
             t.supply.recover_lost(trained)
+            if refill:
+                t.supply.top_up(t.learner.consumed(), version=version)
         except QueueUnavailable as exc:
             log.warning("Redis unavailable (%s); waiting for it", exc)
         if time.monotonic() > deadline:

@@ -60,11 +60,19 @@ def test_bad_groups_are_skipped_and_counted():
     assert [g.group_id for g in batch.groups] == [g.group_id for g in good]
 
 
-def test_psr_keeps_all_correct_groups_but_zero_advantage_groups_are_skipped():
+def test_zero_advantage_groups_stay_in_the_batch_as_the_official_code_does():
     groups = make_groups(2, rewards=[[1.0] * 4, [0.0] * 4])
     batch = prepare_batch(groups, config(advantage="psr", dynamic_sampling=False), vocab_size=VOCAB)
-    assert batch.counts["groups_trained"] == 1  # all-correct: +1 each under PSR
-    assert batch.counts["groups_zero_advantage"] == 1  # all-wrong: PSR gives 0
+    # all-correct: +1 each under PSR; all-wrong: PSR gives 0, and the group still trains (its
+    # tokens count in the token-mean denominators, its responses in Lambda^(k)).
+    assert batch.counts["groups_trained"] == 2 and batch.counts["groups_zero_advantage"] == 1
+    assert [r.advantage for r in batch.rows[0]] == [1.0] * 4 and [r.advantage for r in batch.rows[1]] == [0.0] * 4
+    # GRPO: both groups have advantage 0 everywhere and both stay.
+    grpo = prepare_batch(groups, config(), vocab_size=VOCAB)
+    assert grpo.counts["groups_trained"] == 2 and grpo.counts["groups_zero_advantage"] == 2
+    # Only DAPO's dynamic sampling drops them.
+    dapo = prepare_batch(groups, config(dynamic_sampling=True), vocab_size=VOCAB)
+    assert dapo.counts["groups_trained"] == 0 and dapo.counts["groups_equal_reward"] == 2
 
 
 def test_overlong_sequences_truncated_or_dropped_and_counted():

@@ -147,3 +147,25 @@ def test_batch_scope_tau_is_one_threshold_for_the_whole_batch(learner_config):
     # lr 1e-3 with Adam: summation-order rounding alone moves near-zero-gradient coordinates by
     # ~1e-5 (tau_scope="sequence" shows the same); a per-micro-batch tau moved weights by ~2e-3.
     assert max(float((w_one[k] - w_many[k]).abs().max()) for k in w_one) < 1e-4
+
+
+def test_zero_advantage_groups_train_and_count_in_the_token_mean(learner_config):
+    """Paper semantics (the official code): groups whose rewards are all equal stay in the batch
+    with advantage 0; the update takes batch_prompts / mini_batch_prompts optimizer steps, and the
+    token-mean normaliser includes their tokens."""
+    signal = make_groups(4, seed=21, prefix="sig")
+    equal = make_groups(4, seed=22, prefix="eq", rewards=[[1.0] * 4, [0.0] * 4] * 2)
+    mixed = [g for pair in zip(signal, equal) for g in pair]
+    engine = LearnerEngine(learner_config(batch_prompts=8, mini_batch_prompts=2, micro_batch_tokens=10_000))
+    metrics = engine.update(mixed)
+    assert metrics["learner/optimizer_steps"] == 4  # 8 / 2, not 2 as when equal groups were dropped
+    assert metrics["batch/groups_trained"] == 8 and metrics["batch/groups_zero_advantage"] == 4
+
+    # One mini-batch each, from the same initial weights (ratio 1 at the first step): the loss of
+    # signal + equal groups is the signal groups' loss rescaled by their share of the tokens.
+    one = dict(batch_prompts=8, mini_batch_prompts=8, micro_batch_tokens=10_000)
+    with_equal = LearnerEngine(learner_config(**one)).update(mixed)["loss/policy"]
+    alone = LearnerEngine(learner_config(**{**one, "batch_prompts": 4, "mini_batch_prompts": 4})).update(signal)
+    tokens = {name: sum(len(s.token_ids) for g in groups for s in g.samples)
+              for name, groups in (("signal", signal), ("all", mixed))}
+    assert with_equal == pytest.approx(alone["loss/policy"] * tokens["signal"] / tokens["all"], rel=1e-5)

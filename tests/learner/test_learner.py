@@ -98,6 +98,27 @@ def test_resumed_learner_reclaims_unacked_groups_and_republishes(learner_config,
     assert published.latest_version() == resumed.state.weight_version == 4
 
 
+def test_dynamic_sampling_fills_the_batch_with_groups_that_have_a_signal(learner_config, redis_url, tmp_path):
+    """DAPO: equal-reward groups do not count towards batch_prompts; they ride along (consumed,
+    counted, ACKed) while the learner waits for enough groups with a signal; an incomplete batch is
+    never trained, whatever the idle timeout."""
+    job = uuid.uuid4().hex[:8]
+    producer, source = streams(redis_url, job)
+    signal = make_groups(4, seed=31, prefix="sig")
+    equal = make_groups(3, seed=32, prefix="eq", rewards=[[1.0] * 4, [0.0] * 4, [1.0] * 4])
+    learner = Learner(LearnerEngine(learner_config(dynamic_sampling=True)), source, InProcessWeights(5))
+    producer.publish_many([signal[0], equal[0], signal[1], equal[1], signal[2], equal[2]])
+    assert learner.pull_batch(idle_timeout_s=0.5) is None  # 3 groups with a signal so far: keep collecting
+    assert learner.consumed() == 6  # what the prompt supply refills from
+    producer.publish(signal[3])
+    assert learner.pull_batch(idle_timeout_s=0.5) == 7
+    metrics = learner.update()
+    learner.ack()
+    assert metrics["batch/groups_equal_reward"] == 3 and metrics["batch/groups_trained"] == 4
+    assert metrics["learner/optimizer_steps"] == 2 and source.pending() == 0
+    assert learner.consumed() == 7 and learner.state()["cursor"]["groups_consumed"] == 7
+
+
 def test_learner_group_world_size_two_trains_from_the_stream_and_publishes(ray_local, learner_config, redis_url):
     from learner.actor import LearnerGroup
     from services.wire.weight_registry import RayWeights, kill_registry

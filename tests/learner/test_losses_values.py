@@ -115,6 +115,43 @@ def test_diagnostics_lambda_and_entropy_by_hand():
     assert all(not v.requires_grad for v in stats.values())
 
 
+def test_lambda_is_a_per_response_mean_then_a_mean_over_responses():
+    """The paper's eq. 2: Lambda^(k) averages within each response first (1/L inside the
+    expectation). Row 0: one token with p_top1 = 0.75; row 1: three tokens with p_top1 = 0.5. The
+    per-response mean is (ln .75 + ln .5) / 2; the token-weighted one (ln .75 + 3 ln .5) / 4."""
+    logits = torch.zeros(2, 3, 2)
+    logits[0, 0, 0] = math.log(3.0)
+    logits.requires_grad_(True)
+    mask = torch.tensor([[True, False, False], [True, True, True]])
+    _, stats = compute_policy_loss("grpo", logits=logits, tokens=torch.zeros(2, 3, dtype=torch.long),
+                                   old_logprobs=torch.zeros(2, 3), advantages=torch.tensor([1.0, -1.0]), mask=mask)
+    assert stats["dist/lambda_1"].item() == pytest.approx((math.log(0.75) + math.log(0.5)) / 2, rel=1e-6)
+    assert stats["dist/lambda_1_token"].item() == pytest.approx((math.log(0.75) + 3 * math.log(0.5)) / 4, rel=1e-6)
+    assert stats["dist/lambda_sampled"].item() == pytest.approx((math.log(0.75) + math.log(0.5)) / 2, rel=1e-6)
+    assert stats["dist/responses"].item() == 2
+
+
+def test_entropy_bonus_subtracts_coeff_times_the_token_mean_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5, dtype=torch.float64, requires_grad=True)
+    tokens = torch.randint(0, 5, (2, 4))
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    case = dict(tokens=tokens, old_logprobs=torch.zeros(2, 4, dtype=torch.float64),
+                advantages=torch.tensor([1.0, -0.5], dtype=torch.float64), mask=mask)
+    plain, _ = compute_policy_loss("grpo", logits=logits, **case)
+    with_bonus, stats = compute_policy_loss("grpo", logits=logits, entropy_coeff=0.01, **case)
+    probs = torch.softmax(logits, dim=-1)
+    entropy = -(probs * torch.log_softmax(logits, dim=-1)).sum(-1)
+    reference = plain - 0.01 * entropy[mask].mean()
+    assert with_bonus.item() == pytest.approx(reference.item(), rel=1e-12)
+    assert stats["loss/entropy_bonus"].item() == pytest.approx(entropy[mask].mean().item(), rel=1e-12)
+    (grad,) = torch.autograd.grad(with_bonus, logits)
+    (want,) = torch.autograd.grad(reference, logits)
+    assert torch.allclose(grad, want, atol=1e-12)  # the entropy bonus has its true gradient
+    with pytest.raises(ValueError, match="entropy_coeff"):
+        compute_policy_loss("grpo", logits=logits, entropy_coeff=-1.0, **case)
+
+
 def test_entropy_adv_shapes_advantage_by_hand():
     # uniform V=2: H = ln2; A=1 -> bonus min(0.4 ln2, 1/2) = 0.2773; r = 1 -> loss = -(1 + bonus)
     loss, stats = compute_policy_loss("entropy_adv", logits=torch.zeros(1, 1, 2, requires_grad=True),

@@ -16,3 +16,4 @@ def test_state_round_trip_keeps_the_window_in_order():
     restored = LearnerState.from_dict(state.to_dict())
     assert list(restored.applied_group_ids) == ["g2", "g1", "g3"]
     assert (restored.step, restored.weight_version, restored.optimizer_steps) == (3, 2, 2)
+
