@@ -83,6 +83,10 @@ class LearnerSection(_Section):
     max_seq_len: int = Field(2048, ge=2)  # prompt + response tokens
     overlong: Literal["truncate", "drop"] = "truncate"  # sequences longer than max_seq_len
     logprob_chunk_size: int = Field(1024, ge=1)  # token rows per chunk when recomputing old log-probs
+    # Token statistics from the last hidden states and the lm_head, chunk by chunk ("hidden": no
+    # [tokens, vocab] logits or gradient ever exist; the memory peak at real vocabularies), or from
+    # the model's full logits ("logits", the reference path).
+    token_stats: Literal["hidden", "logits"] = "hidden"
     # checkpoints and the stream
     keep_checkpoints: int = Field(2, ge=1)
     read_block_ms: int = Field(1000, ge=0)  # how long one read of the rollout stream blocks

@@ -26,7 +26,7 @@ from learner.losses import make_hparams, policy_loss
 from learner.masked import masked_quantile
 from learner.metrics import StatsAccumulator
 from learner.state import LearnerState
-from learner.token_stats import compute_token_stats
+from learner.token_stats import HiddenStates, token_stats_of
 from services.wire.messages import ScoredGroup
 
 
@@ -136,8 +136,8 @@ class LearnerEngine:
 
     @torch.no_grad()
     def with_old_logprobs(self, mb: MicroBatch) -> MicroBatch:
-        logits = self.logits(mb)
-        stats = compute_token_stats(logits, mb.tokens.to(self.device), top_k=1, chunk_size=self.cfg.logprob_chunk_size)
+        stats = token_stats_of(self.predictions(mb), mb.tokens.to(self.device), top_k=1,
+                               chunk_size=self.cfg.logprob_chunk_size)
         return replace(mb, old_logprobs=stats.logp.float(), old_entropy=stats.entropy.float())
 
     def batch_hparams(self, plans: list[list[MicroBatch]]) -> CommonHparams:
@@ -154,6 +154,26 @@ class LearnerEngine:
         tau = masked_quantile(entropy, torch.ones_like(entropy, dtype=torch.bool), self.batch_tau_quantile)
         return replace(hp, tau_value=float(tau))
 
+    def predictions(self, mb: MicroBatch) -> torch.Tensor | HiddenStates:
+        """What the token statistics are computed from: the last hidden states and the lm_head
+        (learner.token_stats = "hidden", the default: no [b,T,V] logits, nor their gradient, ever
+        exist) or the logits themselves ("logits"). Position t predicts mb.tokens[:, t]."""
+        if self.cfg.token_stats == "logits":
+            return self.logits(mb)
+        # The whole model's forward, through the DeepSpeed engine, so ZeRO-3's per-forward
+        # bookkeeping runs (calling the body alone skipped it and corrupted accumulated gradients);
+        # its lm_head projects one position only, and a hook takes the body's output.
+        captured: list = []
+        handle = self.ds.module.base_model.register_forward_hook(
+            lambda _module, _args, output: captured.append(output.last_hidden_state))
+        try:
+            self.ds(input_ids=mb.input_ids.to(self.device), attention_mask=mb.attention_mask.to(self.device),
+                    logits_to_keep=1, use_cache=False)
+        finally:
+            handle.remove()
+        hidden = captured[-1][:, mb.start:-1]  # the positions logits_to_keep would project
+        return HiddenStates.of(hidden, self.ds.module.get_output_embeddings(), self.job.temperature)
+
     def logits(self, mb: MicroBatch) -> torch.Tensor:
         """[b, T, V] float32 logits divided by the sampling temperature; logits[:, t] predicts
         mb.tokens[:, t]. Only positions from the first response-predicting one are projected."""
@@ -161,15 +181,17 @@ class LearnerEngine:
                       logits_to_keep=mb.logits_to_keep, use_cache=False)
         return out.logits[:, :-1].float() / self.job.temperature
 
-    def policy_loss(self, logits: torch.Tensor, mb: MicroBatch, loss: str | None = None,
+    def policy_loss(self, logits: torch.Tensor | HiddenStates, mb: MicroBatch, loss: str | None = None,
                     hparams: CommonHparams | None = None):
-        """(loss, stats), or (None, {}) when the loss would not be finite. `loss` overrides the
-        configured loss name with its default hparams (tests compare SimKO and GRPO through the
-        same forward); `hparams` overrides the configured loss hparams (batch_hparams)."""
-        dev = logits.device
+        """(loss, stats), or (None, {}) when the loss would not be finite. `logits`: what
+        predictions() returns. `loss` overrides the configured loss name with its default hparams
+        (tests compare SimKO and GRPO through the same forward); `hparams` overrides the configured
+        loss hparams (batch_hparams)."""
+        features = logits.hidden if isinstance(logits, HiddenStates) else logits
+        dev = features.device
         old = mb.old_logprobs.to(dev)
         # One host sync: the loss library raises on non-finite inputs; here that is a skipped step.
-        if not bool(torch.isfinite(logits).all() & (torch.isfinite(old) | ~mb.mask.to(dev)).all()):
+        if not bool(torch.isfinite(features).all() & (torch.isfinite(old) | ~mb.mask.to(dev)).all()):
             return None, {}
         if loss is not None:
             name, hparams = loss, make_hparams(loss)
@@ -186,14 +208,15 @@ class LearnerEngine:
         """Accumulate gradients over this rank's micro-batches, then one optimizer step."""
         poisoned, loss_share = False, 0.0
         for mb in plan:
-            logits = self.logits(mb)
-            loss, mb_stats = self.policy_loss(logits, mb, hparams=hparams)
+            predictions = self.predictions(mb)
+            loss, mb_stats = self.policy_loss(predictions, mb, hparams=hparams)
             if loss is None:
                 # Backward still runs so every rank executes the same ZeRO collectives; NaN gradients
                 # make DeepSpeed's ZeRO optimizers discard the whole accumulated step (their overflow
-                # path). Stage 0 has no such path: _step drops the gradients itself.
+                # path). Stage 0 has no such path: _step drops the gradients itself. The NaN goes
+                # through the lm_head too, so every parameter gets a gradient (and its reduction).
                 poisoned = True
-                objective = logits.sum() * float("nan")
+                objective = token_stats_of(predictions, mb.tokens.to(self.device), top_k=1).logp.sum() * float("nan")
             else:
                 objective = loss * mb.weight
                 loss_share += float(loss.detach()) * mb.weight / self.world_size
@@ -266,7 +289,13 @@ class LearnerEngine:
 
 
 def _cpu_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: value.detach().to("cpu", copy=True) for name, value in module.state_dict().items()}
+    """CPU copies of the state dict under checkpoint names, a tied weight once (the name that
+    save_pretrained keeps, e.g. model.embed_tokens.weight but not lm_head.weight): the rollout
+    engine validates updates against the checkpoint's names."""
+    aliases = ({name for name, _ in module.named_parameters(remove_duplicate=False)}
+               - {name for name, _ in module.named_parameters()})
+    return {name: value.detach().to("cpu", copy=True) for name, value in module.state_dict().items()
+            if name not in aliases}
 
 
 def _sum_over_ranks(values: list[float]) -> list[float]:

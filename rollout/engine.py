@@ -125,29 +125,48 @@ class Engine:
         self._weights_dir: tempfile.TemporaryDirectory | None = None
 
     # ------------------------------------------------------------------ generation
-    def tokenize(self, prompt: str, *, chat_template: bool = False) -> list[int]:
+    def tokenize(self, prompt: str | Sequence[Mapping[str, str]], *, chat_template: bool = False) -> list[int]:
+        """Token ids of a text prompt (wrapped as one user turn of the chat template if
+        `chat_template`), or of chat messages, which always go through the model's chat template."""
+        if not isinstance(prompt, str):
+            return list(self.tokenizer.apply_chat_template(
+                [dict(m) for m in prompt], tokenize=True, add_generation_prompt=True, return_dict=False))
         if chat_template:
             return list(self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], tokenize=True, add_generation_prompt=True,
                 return_dict=False))
         return list(self.tokenizer.encode(prompt, add_special_tokens=True))
 
-    def generate(self, prompts: Sequence[str | Sequence[int]], n: int | Sequence[int] | None = None, *,
+    def _prompt_ids(self, prompt, chat_template: bool) -> list[int] | str:
+        """The ids of one generate() prompt, or an error string (a tokenizer without a chat template
+        fails only the chat prompts, like any other per-prompt error)."""
+        if isinstance(prompt, str):
+            return self.tokenize(prompt, chat_template=chat_template)
+        if _is_messages(prompt):
+            try:
+                return self.tokenize(prompt)
+            except Exception as exc:  # no template (ValueError), or one that rejects the turns (jinja2)
+                return f"chat_template_failed: {type(exc).__name__}: {exc}"
+        return list(prompt)
+
+    def generate(self, prompts: Sequence[str | Sequence[int] | Sequence[Mapping[str, str]]],
+                 n: int | Sequence[int] | None = None, *,
                  sampling: RolloutSection | None = None, seed: int | None = None) -> list[PromptResult]:
         """Sample every prompt `n` times (one n for all, or one per prompt; default sampling.n); one
         PromptResult per prompt in order. `sampling` defaults to the engine's section. A text prompt
-        is tokenised here (so the wrapper can check it), a list of ints is used as is."""
+        is tokenised here (so the wrapper can check it), chat messages ({role, content} dicts) go
+        through the tokenizer's chat template, a list of ints is used as is."""
         sampling = sampling or self.section
         counts = [sampling.n if n is None else n] * len(prompts) if n is None or isinstance(n, int) else list(n)
         if len(counts) != len(prompts) or min(counts, default=1) < 1:
             raise ValueError(f"{len(prompts)} prompts need as many sample counts >= 1, got {counts}")
-        token_ids = [self.tokenize(p, chat_template=sampling.chat_template) if isinstance(p, str) else list(p)
-                     for p in prompts]
+        encoded = [self._prompt_ids(p, sampling.chat_template) for p in prompts]
+        token_ids = [[] if isinstance(ids, str) else ids for ids in encoded]
         params = [sampling_kwargs(sampling, count, seed) for count in counts]
         results: list[PromptResult | None] = []
         runnable: list[int] = []
         for i, ids in enumerate(token_ids):
-            error = self._check_prompt(ids)
+            error = encoded[i] if isinstance(encoded[i], str) else self._check_prompt(ids)
             results.append(PromptResult(ids, error=error) if error else None)
             if not error:
                 runnable.append(i)
@@ -286,6 +305,11 @@ def load_checkpoint(model_dir: str | Path) -> dict[str, torch.Tensor]:
     for f in sorted(Path(model_dir).glob("*.safetensors")):
         out.update(load_file(str(f)))
     return out
+
+
+def _is_messages(prompt) -> bool:
+    """Chat messages (a non-empty sequence of mappings), as opposed to a list of token ids."""
+    return isinstance(prompt, Sequence) and len(prompt) > 0 and all(isinstance(m, Mapping) for m in prompt)
 
 
 def _to_tensor(value: torch.Tensor | np.ndarray, dtype: torch.dtype) -> torch.Tensor:

@@ -124,7 +124,8 @@ class RolloutWorker:
         t0 = time.perf_counter()
         with self._engine_lock:
             results = self.engine.generate(
-                [g.prompt_token_ids if g.prompt_token_ids else g.prompt for g in groups],
+                # pre-tokenised ids, else chat messages (the engine applies the chat template), else text
+                [g.prompt_token_ids or g.messages or g.prompt for g in groups],
                 [g.n if g.n > 0 else self.config.n for g in groups], sampling=self.config)
         generate_s = time.perf_counter() - t0
         self.metrics.generate_s += generate_s

@@ -19,6 +19,19 @@ if ! command -v redis-server >/dev/null; then
     (service redis-server stop >/dev/null 2>&1 || true)
 fi
 
+# Headless Chromium for the job page's browser tests (tests/api/test_ui*.py); optional: without it
+# those tests skip, so a machine without apt (or without the package) still sets up the rest.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        echo "[setup] installing chromium (apt)"
+        export DEBIAN_FRONTEND=noninteractive
+        (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+            || echo "[setup] warning: could not install chromium; the job page's browser tests will skip" >&2
+    else
+        echo "[setup] warning: no apt-get: install Chromium for the job page's browser tests" >&2
+    fi
+fi
+
 prebuild_deepspeed_ops() {
     # DeepSpeed JIT-compiles its CPU shared-memory comm op at the first init of every process that
     # lacks it, guarded by a lock file; a process killed while holding it (a test teardown, a

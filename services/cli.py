@@ -76,6 +76,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from rollout.config import RolloutSection
     from services.control.eval_job import evaluate
+    from services.data.config import DataSection
     from services.evaluation.results import EVAL_SAMPLING, EvalSettings, format_table, parse_ks
 
     given = {"n": args.n, "max_tokens": args.max_tokens, "temperature": args.temperature,
@@ -84,15 +85,24 @@ def _eval(args: argparse.Namespace) -> int:
         sampling = RolloutSection(**{**EVAL_SAMPLING.model_dump(), **{k: v for k, v in given.items() if v is not None}})
         ks = parse_ks(args.k) if args.k else tuple(2 ** i for i in range(11) if 2 ** i <= sampling.n)
         settings = EvalSettings(ks=ks, template=args.template, seed=args.seed, sampling=sampling)
+        task_map = dict(_key_value(item, "--task-map") for item in args.task_map)
+        DataSection(train=args.data, format=args.format, task_map=task_map)  # the JobSpec's checks of them
     except ValueError as exc:
         print(f"simko eval: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out or Path("runs") / f"eval-{Path(args.model).name}-{Path(args.data).stem}").resolve()
     result = evaluate(args.model, args.data, settings, out_dir=out, fmt=args.format, default_task=args.task,
-                      limit=args.limit)
+                      limit=args.limit, task_map=task_map, on_bad_rows=args.on_bad_rows)
     print(format_table({args.model: result["pass_at_k"]}))
     print(f"per-problem counts: {out / 'counts.jsonl'}; table: {out / 'pass_at_k.json'}")
     return 0
+
+
+def _key_value(item: str, flag: str) -> tuple[str, str]:
+    key, sep, value = item.rpartition("=")
+    if not sep or not key or not value:
+        raise ValueError(f"{flag} takes KEY=VALUE, got {item!r}")
+    return key, value
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -118,6 +128,20 @@ def _make_tiny_model(args: argparse.Namespace) -> int:
     print(json.dumps({"pass_at_k": result["pass_at_k"], "per_task": result["per_task"],
                       "sft_seconds": result["sft_seconds"]}, indent=2))
     print(f"model: {args.out}")
+    return 0
+
+
+def _make_model(args: argparse.Namespace) -> int:
+    import json
+
+    from services.models.twins import build_twin
+
+    try:
+        summary = build_twin(args.like, args.out, layers=args.layers, seed=args.seed, dtype=args.dtype)
+    except ValueError as exc:
+        print(f"simko make-model: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -189,9 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", default=None, help="comma-separated K (default: 1, 2, 4, ... up to n)")
     evaluate.add_argument("--out", default=None, help="where counts.jsonl and pass_at_k.json go")
     evaluate.add_argument("--template", default="boxed",
-                          help="prompt template name (services.data.TEMPLATES) or a string with {prompt}")
-    evaluate.add_argument("--format", default="auto", help="dataset layout (auto, jsonl, json, parquet, math, gsm8k, bbh)")
-    evaluate.add_argument("--task", default="math", help="verifier task for rows that do not name one")
+                          help="text prompts: template name (services.data.TEMPLATES) or a string with {prompt}; "
+                               "chat prompts use the model's chat template")
+    evaluate.add_argument("--format", default="auto",
+                          help="dataset layout (auto, jsonl, json, parquet, arrow, hf_disk, math, gsm8k, bbh)")
+    evaluate.add_argument("--task", default="math", help="verifier task for rows that name no task or data_source")
+    evaluate.add_argument("--task-map", action="append", default=[], metavar="SOURCE=TASK",
+                          help="verl rows: map a data_source (or ability) to a verifier task (repeatable)")
+    evaluate.add_argument("--on-bad-rows", choices=["error", "skip"], default="error",
+                          help="malformed rows: stop naming the row (error), or drop and count them (skip)")
     evaluate.add_argument("--max-tokens", type=int, default=None, help="default: EVAL_SAMPLING")
     evaluate.add_argument("--max-model-len", type=int, default=None, help="default: EVAL_SAMPLING")
     evaluate.add_argument("--temperature", type=float, default=None, help="default: EVAL_SAMPLING")
@@ -234,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--steps", type=int, default=400, help="supervised warm-start steps")
     tiny.set_defaults(handler=_make_tiny_model)
+
+    twin = sub.add_parser("make-model", help="write a random-init model with a real model's architecture (a shape twin)")
+    twin.add_argument("--like", required=True, help="qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-math-7b or llama3.2-3b")
+    twin.add_argument("--layers", type=int, default=2, help="decoder layers (the only reducible dimension)")
+    twin.add_argument("--out", required=True)
+    twin.add_argument("--seed", type=int, default=0)
+    twin.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    twin.set_defaults(handler=_make_model)
     return parser
 
 

@@ -15,7 +15,7 @@ from learner.losses.core import LossInputs, TokenLoss, aggregate, diagnostics, s
 from learner.hparams import (ClipCovHparams, CommonHparams, EntropyAdvHparams, ForkingTokensHparams,
                                     KlCovHparams, SimkoHparams)
 from learner.losses.registry import get_loss, loss_names, make_hparams, register_loss
-from learner.token_stats import compute_token_stats
+from learner.token_stats import HiddenStates, token_stats_of
 
 register_loss("grpo", CommonHparams)(grpo.grpo_loss)
 register_loss("simko", SimkoHparams)(simko.simko_loss)
@@ -28,12 +28,19 @@ __all__ = ["compute_policy_loss", "loss_names", "register_loss", "make_hparams",
 
 
 def _validate_shapes(logits, tokens, old_logprobs, advantages, mask) -> None:
-    for name, value in (("logits", logits), ("tokens", tokens), ("old_logprobs", old_logprobs),
-                        ("advantages", advantages), ("mask", mask)):
+    for name, value in (("tokens", tokens), ("old_logprobs", old_logprobs), ("advantages", advantages),
+                        ("mask", mask)):
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if logits.dim() != 3 or not logits.is_floating_point():
-        raise ValueError(f"logits must be a floating [B,T,V] tensor, got {logits.dtype} {tuple(logits.shape)}")
+    if isinstance(logits, HiddenStates):
+        weight_shape = logits.weight_shape
+        if logits.hidden.dim() != 3 or not logits.hidden.is_floating_point() or len(weight_shape) != 2 \
+                or weight_shape[1] != logits.hidden.shape[-1]:
+            raise ValueError(f"hidden states must be floating [B,T,H] with a [V,H] lm_head weight, got "
+                             f"{tuple(logits.hidden.shape)} and {weight_shape}")
+    elif not isinstance(logits, torch.Tensor) or logits.dim() != 3 or not logits.is_floating_point():
+        raise ValueError(f"logits must be a floating [B,T,V] tensor, got "
+                         f"{getattr(logits, 'dtype', type(logits).__name__)} {tuple(getattr(logits, 'shape', ()))}")
     shape = logits.shape[:2]
     if tokens.shape != shape or tokens.is_floating_point() or tokens.dtype == torch.bool:
         raise ValueError(f"tokens must be an integer [B,T]={tuple(shape)} tensor, got {tokens.dtype} {tuple(tokens.shape)}")
@@ -53,14 +60,14 @@ def _prepare_inputs(logits, tokens, old_logprobs, advantages, mask, hp: CommonHp
         if not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError("mask must be boolean or contain only 0 and 1")
         mask = mask.bool()
-    vocab = logits.shape[-1]
+    vocab = logits.shape[2]
     # Padding may carry any id (-100, pad id): ignore it. Valid ids must index the vocabulary.
     tokens = torch.where(mask, tokens.long(), torch.zeros((), dtype=torch.long))
     if bool(((tokens < 0) | (tokens >= vocab)).any()):
         raise ValueError(f"tokens at valid positions must be in [0, V={vocab})")
     if advantages.dim() == 1:
         advantages = advantages[:, None].expand(mask.shape)
-    stats = compute_token_stats(logits, tokens, top_k=hp.candidates_needed(vocab), chunk_size=hp.chunk_size)
+    stats = token_stats_of(logits, tokens, top_k=hp.candidates_needed(vocab), chunk_size=hp.chunk_size)
     # One host sync for the whole input check: a NaN/inf anywhere would silently poison the update.
     finite_inputs = (torch.isfinite(stats.entropy).all() & (torch.isfinite(stats.logp) | ~mask).all()
                      & (torch.isfinite(old_logprobs) | ~mask).all() & (torch.isfinite(advantages) | ~mask).all())
@@ -96,10 +103,12 @@ def compute_policy_loss(name: str, *, logits: torch.Tensor, tokens: torch.Tensor
                        old_logprobs=old_logprobs, advantages=advantages, mask=mask)
 
 
-def policy_loss(name: str, hp: CommonHparams, *, logits: torch.Tensor, tokens: torch.Tensor,
+def policy_loss(name: str, hp: CommonHparams, *, logits: torch.Tensor | HiddenStates, tokens: torch.Tensor,
                 old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """compute_policy_loss with hyper-parameters validated once beforehand (the learner's path:
-    AlgorithmSection builds `hp` when the JobSpec is parsed, not in every micro-batch)."""
+    AlgorithmSection builds `hp` when the JobSpec is parsed, not in every micro-batch). `logits`
+    may be HiddenStates (learner.token_stats): the same loss, values and gradients, without ever
+    building [B,T,V] logits."""
     spec = get_loss(name)
     inputs = _prepare_inputs(logits, tokens, old_logprobs, advantages, mask, hp)
     token_loss = spec.fn(inputs, hp)

@@ -2,7 +2,8 @@
 
 Each accepted job gets a controller process (`python -m services.control.controller`), in its own session
 so a cancel can stop it and everything it started. Job state lives in Redis (services.control.jobs), so
-restarting the API loses nothing. Every route but /health needs `Authorization: Bearer <token>`.
+restarting the API loses nothing. Every route but /health and the job page's HTML shells and script
+(/ui, services/api/ui.py: they hold no job data) needs `Authorization: Bearer <token>`.
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.api import ui
 from services.control.jobs import TERMINAL, JobRecord, JobState, JobStore, UnknownJob, new_job_id
 from services.control.jobspec import JobSpec, JobSpecError
 
@@ -181,7 +183,38 @@ def create_app(settings: ApiSettings | None = None, *, launcher: ControllerLaunc
         if record.state not in TERMINAL:
             await asyncio.to_thread(store.update, job_id, state=JobState.CANCELLED)
 
+    add_ui_routes(app, store, authorised)
     return app
+
+
+def add_ui_routes(app: FastAPI, store: JobStore, authorised: Any) -> None:
+    """The job page (services/api/ui.py). The HTML shells and their script are public and hold no
+    job data; what they show comes from the bearer-protected /v1 routes."""
+
+    @app.get("/ui", include_in_schema=False)
+    async def ui_jobs() -> HTMLResponse:
+        return HTMLResponse(ui.page_html("jobs"))
+
+    @app.get("/ui/jobs/{job_id}", include_in_schema=False)
+    async def ui_job(job_id: str) -> HTMLResponse:  # the id is read by the script from the URL
+        return HTMLResponse(ui.page_html("job"))
+
+    @app.get("/ui/static/{name}", include_in_schema=False)
+    async def ui_static(name: str) -> Response:
+        try:
+            content, media_type = ui.static_asset(name)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"no such asset {name!r}") from None
+        return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/ui/jobs", dependencies=[Depends(authorised)])
+    async def ui_job_summaries() -> list[dict[str, Any]]:
+        return await asyncio.to_thread(ui.job_summaries, store)
+
+    @app.get("/v1/jobs/{job_id}/log", dependencies=[Depends(authorised)])
+    async def job_log(job_id: str, lines: int = 200) -> dict[str, Any]:
+        record = await asyncio.to_thread(store.get, job_id)
+        return await asyncio.to_thread(ui.job_log, record, lines)
 
 
 def run_server(host: str, port: int) -> None:

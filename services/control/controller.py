@@ -26,17 +26,16 @@ import ray
 from learner.actor import LearnerGroup
 from learner.config import LearnerJob
 from rollout.config import RolloutJob
-from services.control.feeder import PromptFeeder, PromptSupply
+from services.control.feeder import PromptFeeder, PromptSupply, load_job_data
 from services.control.jobs import JobState, JobStore
 from services.control.jobspec import JobSpec
 from services.control.local_stack import LocalStack, ensure_ray_auth_token
 from services.control.loop import NoControl, Training, train
 from services.control.metrics_log import MetricsLog
 from services.control.rollout_pool import RolloutPool
-from services.data import load_dataset
 from services.models import resolve_model_path
 from services.wire.streams import QueueConfig, RedisStream, prompts_stream, rollouts_stream
-from services.wire.weight_registry import kill_registry
+from services.wire.weight_registry import get_or_create_registry, kill_registry
 
 log = logging.getLogger("simko.controller")
 
@@ -86,9 +85,8 @@ def run_training(ctx: JobContext) -> JobState:
     spec = ctx.spec
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     (ctx.run_dir / "jobspec.json").write_text(spec.model_dump_json(indent=2))
-    examples = load_dataset(spec.data.train, format=spec.data.format, default_task=spec.data.default_task)
-    eval_examples = (load_dataset(spec.data.eval, format=spec.data.format, default_task=spec.data.default_task)
-                     [:spec.trainer.eval_problems] if spec.trainer.eval_every else None)
+    examples, eval_examples = load_job_data(spec.data, ctx.run_dir, eval_problems=spec.trainer.eval_problems
+                                            if spec.trainer.eval_every else None)
     queue = QueueConfig(url=ctx.redis_url)
     prompts = RedisStream(queue, prompts_stream(ctx.job_id))
     rollouts = RedisStream(queue, rollouts_stream(ctx.job_id))
@@ -97,14 +95,21 @@ def run_training(ctx: JobContext) -> JobState:
     supply = PromptSupply(feeder, prompts, rollouts, batch_prompts=spec.learner.batch_prompts,
                           max_staleness=spec.trainer.max_staleness)
     mirror = (lambda m: ctx.store.append_metrics(ctx.job_id, m)) if ctx.store is not None else None
+    get_or_create_registry(ctx.job_id, on_this_node=True)  # before any rank or worker asks for it
     learner = LearnerGroup.create(learner_job(ctx), redis_url=ctx.redis_url)
     pool = RolloutPool(rollout_job(ctx))
+    # metrics.jsonl + the trackers of trainer.loggers; closed (tracker runs finished) whatever happens.
+    metrics = MetricsLog.for_job(ctx.run_dir, spec, job_id=ctx.job_id, mirror=mirror, on_step=ctx.on_step)
+    succeeded = False
     try:
-        return train(Training(spec=spec, run_dir=ctx.run_dir, learner=learner, rollout=pool, supply=supply,
-                              metrics=MetricsLog(ctx.run_dir, mirror=mirror, on_step=ctx.on_step),
-                              control=StoreControl(ctx.store, ctx.job_id) if ctx.store is not None else NoControl(),
-                              eval_examples=eval_examples))
+        outcome = train(Training(spec=spec, run_dir=ctx.run_dir, learner=learner, rollout=pool, supply=supply,
+                                 metrics=metrics,
+                                 control=StoreControl(ctx.store, ctx.job_id) if ctx.store is not None else NoControl(),
+                                 eval_examples=eval_examples))
+        succeeded = True
+        return outcome
     finally:
+        metrics.close(success=succeeded)
         pool.stop_all()
         learner.kill()
         kill_registry(ctx.job_id)

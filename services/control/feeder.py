@@ -4,17 +4,45 @@ and keeps the right number of them in flight (PromptSupply).
 The order is a deterministic function of (seed, epoch), and a group's id of (epoch, example), so
 a resumed job re-feeds exactly the groups that were not trained yet, and a re-fed group that was
 trained after all is recognised by the learner (it de-duplicates by group id).
+
+`load_job_data` reads the `data` section's train (and eval) sets and records what was read and what
+`data.on_bad_rows: skip` dropped in the run directory's data_report.json. A text example is
+rendered here with `data.prompt_template`; a chat example travels as its messages, which the rollout
+engine renders with the model's chat template.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-from services.data import Example, epoch_order, render_prompt
+from services.data import Example, epoch_order, read_dataset, render_prompt
+from services.data.config import DataSection
 from services.wire.messages import PromptGroup
 from services.wire.streams import PROMPTS_GROUP, ROLLOUTS_GROUP, RedisStream
 
 log = logging.getLogger(__name__)
+
+DATA_REPORT = "data_report.json"
+
+
+def load_job_data(data: DataSection, run_dir: Path, *, eval_problems: int | None
+                  ) -> tuple[list[Example], list[Example] | None]:
+    """The train examples, and the first `eval_problems` of data.eval (None: no evaluation set);
+    writes run_dir/data_report.json (rows read, examples, tasks, dropped rows with reasons)."""
+    options = dict(format=data.format, default_task=data.default_task, task_map=data.task_map,
+                   on_bad_rows=data.on_bad_rows)
+    train = read_dataset(data.train, **options)
+    report = {"train": train.report.to_json()}
+    held_out = None
+    if eval_problems is not None and data.eval:
+        evaluation = read_dataset(data.eval, **options)
+        report["eval"] = evaluation.report.to_json()
+        held_out = evaluation.examples[:eval_problems]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / DATA_REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    return train.examples, held_out
 
 
 @dataclass
@@ -40,10 +68,12 @@ class PromptFeeder:
             epoch, position = divmod(g, len(self.examples))
             index = self._order_for(epoch)[position]
             example = self.examples[index]
+            chat = example.messages is not None
             groups.append(PromptGroup(job_id=self.job_id, group_id=f"{self.job_id}-e{epoch}-i{index}",
-                                      prompt=render_prompt(self.template, example.prompt), gold=example.answer,
-                                      task=example.task, n=self.n, epoch=epoch, index=index,
-                                      min_version=min_version))
+                                      prompt=example.prompt if chat else render_prompt(self.template, example.prompt),
+                                      gold=example.answer, task=example.task, n=self.n, epoch=epoch, index=index,
+                                      min_version=min_version,
+                                      messages=[dict(m) for m in example.messages] if chat else None))
         return groups
 
     def advance(self, count: int) -> None:
@@ -77,12 +107,16 @@ class PromptSupply:
             self.prompts.publish_many(self.feeder.next_groups(wanted, min_version=version))
             self.feeder.advance(wanted)
 
-    def recover_lost(self, trained: int) -> None:
+    def recover_lost(self, trained: int, version: int) -> None:
+        """Nothing pending on either stream although groups are in flight: they vanished (a Redis
+        restart without persistence). Publish them again; groups the learner already collected
+        come back as duplicates, which it ACKs without counting them twice."""
         idle = self.prompts.backlog(PROMPTS_GROUP) == 0 and self.rollouts.backlog(ROLLOUTS_GROUP) == 0
         if idle and self.feeder.fed > trained:
             log.warning("%d in-flight prompt groups vanished from Redis; re-feeding them", self.feeder.fed - trained)
             self.refed += self.feeder.fed - trained
             self.feeder.fed = trained
+            self.top_up(trained, version)
 
     def metrics(self) -> dict:
         return {"queue/prompts_backlog": self.prompts.backlog(PROMPTS_GROUP),

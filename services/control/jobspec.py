@@ -11,7 +11,7 @@ submission with the offending field named (`JobSpecError.errors`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -38,6 +38,16 @@ class ModelSection(_Section):
     path: str  # a local Hugging Face model directory (weights + tokenizer), or builtin:NAME; nothing is downloaded
 
 
+class TrackingSection(_Section):
+    """Experiment trackers' names for the run (services.control.tracking); None falls back to the
+    tracker's own environment variable (WANDB_PROJECT, MLFLOW_EXPERIMENT_NAME, MLFLOW_TRACKING_URI),
+    then to the defaults below."""
+    project: str | None = None  # W&B project and MLflow experiment (default "simko")
+    run_name: str | None = None  # the run's display name (default: the job id)
+    tags: list[str] = []  # W&B tags; MLflow tags (tag -> "true")
+    mlflow_tracking_uri: str | None = None  # default: a file store in RUN_DIR/mlruns
+
+
 class TrainerSection(_Section):
     steps: int = Field(10, ge=1)  # learner updates
     max_staleness: int = Field(0, ge=0)  # 0 = on-policy, as the paper
@@ -50,6 +60,10 @@ class TrainerSection(_Section):
     export_final: bool = True  # write the final model in Hugging Face format
     rollout_timeout_s: float = Field(1800.0, gt=0)  # fail the job when no scored group arrives this long
     seed: int = 0
+    # Where each step's metrics go: metrics.jsonl always, plus TensorBoard (RUN_DIR/tensorboard),
+    # W&B (its environment variables apply: WANDB_MODE=offline writes RUN_DIR/wandb) and MLflow.
+    loggers: list[Literal["jsonl", "tensorboard", "wandb", "mlflow"]] = ["jsonl"]
+    tracking: TrackingSection = TrackingSection()
 
 
 class InfraSection(_Section):

@@ -29,7 +29,7 @@ from services.control.feeder import PromptSupply
 from services.control.jobs import JobState
 from services.control.jobspec import JobSpec
 from services.control.metrics_log import MetricsLog
-from services.data import Example, render_prompt
+from services.data import Example, prompt_for
 from services.evaluation.passk import pass_at_k_table
 from services.wire.streams import QueueUnavailable
 
@@ -153,7 +153,7 @@ def wait_for_batch(t: Training, *, trained: int, version: int) -> bool:
             if t.control.cancel_requested():
                 return False
             t.rollout.metrics()  # health check: replaces dead workers (their prompts are reclaimed)
-            t.supply.recover_lost(trained)
+            t.supply.recover_lost(trained, version)
             if refill:
                 t.supply.top_up(t.learner.consumed(), version=version)
         except QueueUnavailable as exc:
@@ -168,7 +168,8 @@ def evaluate(t: Training, step: int) -> dict[str, float]:
     per problem from a rollout worker, graded by the verifier. Returns `eval/` metrics."""
     examples, n = t.eval_examples, t.spec.trainer.eval_n
     started = time.perf_counter()
-    prompts = [render_prompt(t.spec.data.prompt_template, ex.prompt) for ex in examples]
+    # text prompts through data.prompt_template; chat prompts as messages (the model's chat template)
+    prompts = [prompt_for(ex, t.spec.data.prompt_template) for ex in examples]
     counts = t.rollout.evaluate(prompts, [ex.answer for ex in examples], [ex.task for ex in examples], n)
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if k <= n]
     table = pass_at_k_table([(n, c) for c, _ in counts], ks)

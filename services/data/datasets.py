@@ -1,22 +1,31 @@
 """Datasets of verifiable problems and the prompt templates that render them.
 
-A dataset is a list of `Example(id, prompt, answer, task)`. Files are read from local paths only:
-JSONL / JSON / Parquet of {prompt, answer, task} (common aliases accepted), and the usual local
-layouts of MATH (problem + solution with a final \\boxed{}), GSM8K (question + "#### answer") and
-BIG-Bench Hard ({"examples": [{"input", "target"}]}, task named after the file).
+    read_dataset(path, ...)  ->  Dataset(examples, report)
+        sources.locate   the layout and its files (JSONL, JSON, Parquet, Arrow, a `save_to_disk`
+                         folder, a glob, a MATH tree, BBH files)
+        sources.raw_rows one raw row at a time, naming its file and row
+        rows.row_fields  flat / chat / verl row -> Example fields, or a RowError naming the field
+        on_bad_rows      "error": the first malformed row raises DataError(file, row, field);
+                         "skip": it is dropped and counted, with its reason, in the report
+    load_dataset(...)    the examples alone (what most callers want)
+
+An Example's prompt is either text (rendered with a prompt template, `render_prompt`) or chat
+messages (rendered on the rollout side with the model's own chat template); `prompt_for` gives what
+the rollout engine receives for either. Files are read from local paths only.
 """
 from __future__ import annotations
 
-import json
+import logging
 import random
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
 
-from verifier.extract import last_boxed
+from services.data.errors import DataError
+from services.data.rows import ANSWER_KEYS, PROMPT_KEYS, RowContext, RowError, row_fields
+from services.data.sources import locate, raw_rows
 
-PROMPT_KEYS = ("prompt", "problem", "question", "input")
-ANSWER_KEYS = ("answer", "gold", "target", "final_answer")
+log = logging.getLogger(__name__)
 
 TEMPLATES = {
     # Qwen2.5-Math's chat format with its boxed instruction (the paper's setting).
@@ -26,18 +35,53 @@ TEMPLATES = {
     "bbh": "{prompt}\nThink step by step, then finish with \"So the answer is <answer>.\"\n",
     "plain": "{prompt}",
 }
-
-
-class DataError(ValueError):
-    """A dataset file that cannot be read as the requested layout (names the file and row)."""
+BAD_ROW_POLICIES = ("error", "skip")
+REPORTED_DROPS = 100  # dropped rows listed one by one in a report (all are counted)
 
 
 @dataclass(frozen=True)
 class Example:
     id: str
-    prompt: str  # the raw problem text (the template is applied by render_prompt)
+    prompt: str  # the problem text: a text prompt before its template, or a chat prompt's last user turn
     answer: str
     task: str
+    # Chat prompts: the {role, content} turns, rendered by the model's chat template on the rollout side.
+    messages: tuple[dict[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class BadRow:
+    file: str
+    row: int
+    field: str
+    reason: str
+
+
+@dataclass
+class DataReport:
+    """What a load read and what it dropped (written to the run directory as data_report.json)."""
+
+    path: str
+    format: str
+    files: list[str]
+    rows: int = 0
+    dropped: list[BadRow] = field(default_factory=list)
+    examples: int = 0
+    chat_examples: int = 0
+    tasks: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "format": self.format, "files": self.files[:20], "num_files": len(self.files),
+                "rows": self.rows, "examples": self.examples, "chat_examples": self.chat_examples,
+                "tasks": self.tasks, "dropped": len(self.dropped),
+                "dropped_by_field": dict(Counter(b.field for b in self.dropped)),
+                "dropped_rows": [b.__dict__ for b in self.dropped[:REPORTED_DROPS]]}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    examples: list[Example]
+    report: DataReport
 
 
 def render_prompt(template: str, prompt: str) -> str:
@@ -51,87 +95,50 @@ def render_prompt(template: str, prompt: str) -> str:
     return fmt.format(prompt=prompt)
 
 
-def load_dataset(path: str | Path, *, format: str = "auto", default_task: str = "math") -> list[Example]:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"dataset not found: {path}")
-    fmt = _detect_format(path) if format == "auto" else format
-    if fmt == "bbh":
-        examples = list(_bbh(path))
-    else:
-        rows = _read_rows(path, fmt)
-        examples = [_example(row, i, path, fmt, default_task) for i, row in enumerate(rows)]
+def prompt_for(example: Example, template: str) -> str | list[dict[str, str]]:
+    """What the rollout engine receives: a chat prompt's messages (the model's chat template renders
+    them), or a text prompt rendered with `template`."""
+    if example.messages is not None:
+        return [dict(m) for m in example.messages]
+    return render_prompt(template, example.prompt)
+
+
+def read_dataset(path: str | Path, *, format: str = "auto", default_task: str = "math",
+                 task_map: dict[str, str] | None = None, on_bad_rows: str = "error") -> Dataset:
+    if on_bad_rows not in BAD_ROW_POLICIES:
+        raise DataError(f"on_bad_rows must be one of {BAD_ROW_POLICIES}, got {on_bad_rows!r}")
+    source = locate(path, format)
+    report = DataReport(path=str(path), format=source.format, files=[str(f) for f in source.files])
+    ctx = RowContext(default_task=default_task, task_map=task_map, gsm8k=source.format == "gsm8k",
+                     stem=Path(str(path).split("*")[0]).stem or "data")
+    examples: list[Example] = []
+    for index, raw in enumerate(raw_rows(source)):
+        report.rows += 1
+        try:
+            if raw.error:
+                raise RowError("row", raw.error)
+            examples.append(Example(**row_fields(raw.value, index=index, ctx=ctx, layout_task=raw.task)))
+        except RowError as exc:
+            if on_bad_rows == "error":
+                raise DataError(f"{raw.where}: {exc}") from None
+            report.dropped.append(BadRow(str(raw.file), raw.row, exc.field, str(exc)))
+    report.examples = len(examples)
+    report.chat_examples = sum(e.messages is not None for e in examples)
+    report.tasks = dict(sorted(Counter(e.task for e in examples).items()))
+    if report.dropped:
+        first = report.dropped[0]
+        log.warning("%s: dropped %d of %d rows (by field: %s); first: %s row %d: %s", path, len(report.dropped),
+                    report.rows, dict(Counter(b.field for b in report.dropped)), first.file, first.row, first.reason)
     if not examples:
-        raise DataError(f"dataset {path} has no examples")
-    return examples
+        raise DataError(f"dataset {path} has no examples" + (f" ({len(report.dropped)} rows dropped, e.g. "
+                                                              f"{report.dropped[0].reason})" if report.dropped else ""))
+    return Dataset(examples, report)
 
 
-def _detect_format(path: Path) -> str:
-    if path.is_dir():  # a BBH folder of <task>.json files, or a MATH tree of per-problem JSON files
-        first = next(iter(sorted(path.glob("*.json"))), None)
-        return "bbh" if first is not None and _looks_like_bbh(first) else "math"
-    if path.suffix == ".json":
-        return "bbh" if _looks_like_bbh(path) else "json"
-    return "parquet" if path.suffix == ".parquet" else "jsonl"
-
-
-def _looks_like_bbh(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and isinstance(data.get("examples"), list)
-
-
-def _read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
-    rows: list[dict[str, Any]] = []
-    for file in files:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq  # imported here: only Parquet datasets need it
-
-            rows.extend(pq.read_table(file).to_pylist())
-            continue
-        text = file.read_text()
-        if file.suffix == ".json":
-            data = _parse_json(text, file)
-            rows.extend(data if isinstance(data, list) else [data])
-        else:
-            rows.extend(_parse_json(line, file, n) for n, line in enumerate(text.splitlines(), 1) if line.strip())
-    return rows
-
-
-def _parse_json(text: str, file: Path, line: int | None = None) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"{file}:{line}" if line else str(file)
-        raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
-
-
-def _example(row: Any, index: int, path: Path, fmt: str, default_task: str) -> Example:
-    if not isinstance(row, dict):
-        raise DataError(f"{path} row {index}: expected an object, got {type(row).__name__}")
-    prompt = next((row[k] for k in PROMPT_KEYS if isinstance(row.get(k), str)), None)
-    answer = next((str(row[k]) for k in ANSWER_KEYS if row.get(k) is not None), None)
-    if fmt == "gsm8k" or (answer and "####" in answer):
-        answer = answer.rsplit("####", 1)[-1].strip().replace(",", "") if answer else None
-    if answer is None and isinstance(row.get("solution"), str):  # MATH: the answer is the solution's last box
-        answer = last_boxed(row["solution"])
-    if prompt is None or answer is None:
-        raise DataError(f"{path} row {index}: needs a prompt ({'/'.join(PROMPT_KEYS)}) and an answer "
-                        f"({'/'.join(ANSWER_KEYS)}, a GSM8K '####' or a MATH solution with \\boxed{{}})")
-    return Example(id=str(row.get("id", row.get("unique_id", f"{path.stem}-{index}"))), prompt=prompt,
-                   answer=answer, task=str(row.get("task") or default_task))
-
-
-def _bbh(path: Path) -> Iterator[Example]:
-    files = [path] if path.is_file() else sorted(path.glob("*.json"))
-    for file in files:
-        data = _parse_json(file.read_text(), file)
-        for i, ex in enumerate(data.get("examples", [])):
-            yield Example(id=f"{file.stem}-{i}", prompt=ex["input"], answer=str(ex["target"]),
-                          task=f"logic:{file.stem}")
+def load_dataset(path: str | Path, *, format: str = "auto", default_task: str = "math",
+                 task_map: dict[str, str] | None = None, on_bad_rows: str = "error") -> list[Example]:
+    return read_dataset(path, format=format, default_task=default_task, task_map=task_map,
+                        on_bad_rows=on_bad_rows).examples
 
 
 def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> list[int]:
@@ -140,3 +147,7 @@ def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> list[int]:
     if shuffle:
         random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return order
+
+
+__all__ = ["ANSWER_KEYS", "PROMPT_KEYS", "TEMPLATES", "BadRow", "DataError", "DataReport", "Dataset", "Example",
+           "epoch_order", "load_dataset", "prompt_for", "read_dataset", "render_prompt"]

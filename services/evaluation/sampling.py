@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from rollout.config import RolloutSection
-from services.data import Example, render_prompt
+from services.data import Example, prompt_for
 from services.evaluation.passk import pass_at_k_table
 
 # items: dicts with task / response / gold -> one bool per item
@@ -53,8 +53,8 @@ def count_correct(engine, examples: Sequence[Example], *, template: str, n: int,
     out: list[ProblemCount] = []
     for start in range(0, len(examples), chunk):
         part = list(examples[start:start + chunk])
-        results = engine.generate([render_prompt(template, ex.prompt) for ex in part], n, sampling=sampling,
-                                  seed=seed)
+        # text prompts through `template`; chat prompts as messages (the model's chat template)
+        results = engine.generate([prompt_for(ex, template) for ex in part], n, sampling=sampling, seed=seed)
         items = []
         for ex, res in zip(part, results):
             if res.error:

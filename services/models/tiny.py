@@ -90,6 +90,7 @@ def build_tiny_model(
     intermediate: int | None = None,
     max_position_embeddings: int = 2048,
     init_std: float = 0.1,
+    tie_embeddings: bool = False,
 ) -> Path:
     """Write a Qwen2ForCausalLM (float32, safetensors) and its tokenizer to `out_dir`; return the path.
 
@@ -128,7 +129,7 @@ def build_tiny_model(
         head_dim=head_dim,
         max_position_embeddings=max_position_embeddings,
         initializer_range=init_std,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_embeddings,  # True: lm_head is the input embedding, as in Qwen2.5-0.5B
         eos_token_id=tokenizer.convert_tokens_to_ids(EOS_TOKEN),
         pad_token_id=tokenizer.convert_tokens_to_ids(PAD_TOKEN),
         bos_token_id=None,

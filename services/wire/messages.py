@@ -22,7 +22,7 @@ class PromptGroup:
 
     job_id: str
     group_id: str
-    prompt: str  # the rendered prompt text (template already applied)
+    prompt: str  # the rendered prompt text (template applied); for a chat prompt, its last user turn
     gold: str  # the reference answer handed to the verifier
     task: str  # verifier task name: "math", "logic:<name>", ...
     n: int  # samples per prompt
@@ -30,6 +30,10 @@ class PromptGroup:
     epoch: int = 0
     index: int = 0  # position in the dataset, for the data cursor
     min_version: int = 0  # the oldest policy version allowed to sample this group (staleness bound)
+    # A chat prompt's {role, content} turns: the rollout engine renders them with the model's chat
+    # template (add_generation_prompt). None: sample `prompt` as text. Messages of producers that
+    # predate this field decode to None.
+    messages: list[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)

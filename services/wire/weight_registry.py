@@ -50,11 +50,20 @@ def registry_name(job_id: str) -> str:
     return f"simko-weights-{job_id}"
 
 
-def get_or_create_registry(job_id: str, *, keep_last: int = 2, namespace: str | None = None):
+def get_or_create_registry(job_id: str, *, keep_last: int = 2, namespace: str | None = None,
+                           on_this_node: bool = False):
     """The job's named registry actor (created on first use; the same handle for every caller).
-    Detached: it must outlive whichever process created it; the controller ends it (kill_registry)."""
-    return WeightRegistryActor.options(name=registry_name(job_id), namespace=namespace, get_if_exists=True,
-                                       lifetime="detached").remote(keep_last)
+    Detached: it must outlive whichever process created it; the controller ends it (kill_registry).
+    on_this_node=True (the controller, which creates it first) pins it to the caller's node: a
+    zero-CPU actor may otherwise land on any node, e.g. a rollout container that a scale-down
+    removes, taking the job's weights with it."""
+    options = dict(name=registry_name(job_id), namespace=namespace, get_if_exists=True, lifetime="detached")
+    if on_this_node:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
+                                                                        soft=False)
+    return WeightRegistryActor.options(**options).remote(keep_last)
 
 
 def kill_registry(job_id: str, *, namespace: str | None = None) -> None:

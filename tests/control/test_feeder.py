@@ -25,3 +25,35 @@ def test_advance_moves_the_cursor():
     feeder.advance(2)
     b = feeder.next_groups(2, 0)
     assert {g.group_id for g in a}.isdisjoint({g.group_id for g in b})
+
+
+def test_chat_examples_travel_as_messages_text_ones_through_the_template():
+    examples = [Example(id="c", prompt="What is 2 + 3?", answer="5", task="math",
+                        messages=({"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 3?"})),
+                Example(id="t", prompt="7 * 6", answer="42", task="math")]
+    feeder = PromptFeeder(job_id="j", examples=examples, template="Q: {prompt}", n=2, seed=0, shuffle=False)
+    chat, text = feeder.next_groups(2, min_version=0)
+    assert chat.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 3?"}]
+    assert chat.prompt == "What is 2 + 3?"  # the question the verifier sees; the engine renders the messages
+    assert (text.messages, text.prompt) == (None, "Q: 7 * 6")
+
+
+def test_load_job_data_writes_the_data_report(tmp_path):
+    import json
+
+    from services.control.feeder import load_job_data
+    from services.data.config import DataSection
+
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"prompt": [{"role": "user", "content": "1+1?"}], "answer": "2"}\n{"prompt": "no answer"}\n'
+                     '{"problem": "2+2?", "answer": "4"}\n')
+    held_out = tmp_path / "eval.jsonl"
+    held_out.write_text("".join(f'{{"problem": "{i}+0?", "answer": "{i}"}}\n' for i in range(5)))
+    section = DataSection(train=str(train), eval=str(held_out), on_bad_rows="skip")
+    examples, eval_examples = load_job_data(section, tmp_path / "run", eval_problems=3)
+    assert [e.answer for e in examples] == ["2", "4"] and [e.answer for e in eval_examples] == ["0", "1", "2"]
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert (report["train"]["dropped"], report["train"]["chat_examples"], report["eval"]["examples"]) == (1, 1, 5)
+    assert report["train"]["dropped_rows"][0]["field"] == "answer"
+    examples, eval_examples = load_job_data(section, tmp_path / "run2", eval_problems=None)
+    assert eval_examples is None and "eval" not in json.loads((tmp_path / "run2" / "data_report.json").read_text())

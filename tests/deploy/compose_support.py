@@ -17,6 +17,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+CPU_PROFILE = REPO / "deploy" / "compose.cpu.yml"
 ENV_EXAMPLE = REPO / "deploy" / ".env.example"
 
 _VAR = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
@@ -68,10 +69,44 @@ def _interpolate_tree(node, variables: dict[str, str]):
     return node
 
 
+class _Reset:
+    """Compose's `!reset` tag: the override removes the key from what it merges into."""
+
+
+RESET = _Reset()
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    pass
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: RESET)
+
+
 def load_compose(variables: dict[str, str] | None = None, path: Path = COMPOSE_FILE) -> dict:
     """The compose model after YAML merge keys and interpolation (`variables` = compose's shell env)."""
-    raw = yaml.safe_load(path.read_text())
+    raw = yaml.load(path.read_text(), Loader=_ComposeLoader)
     return _interpolate_tree(raw, variables or {})
+
+
+def merge_compose(base: dict, override: dict) -> dict:
+    """`docker compose -f base -f override`, for what our files use: mappings merge key by key,
+    anything else (scalars, command lists) is replaced, `!reset` deletes. (Compose merges some
+    lists, e.g. ports and volumes, by target; the override files here set none.)"""
+    merged = dict(base)
+    for key, value in override.items():
+        if value is RESET:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_compose(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_profile(variables: dict[str, str] | None = None, override: Path = CPU_PROFILE) -> dict:
+    """docker-compose.yml with an override file on top (default: the CPU profile)."""
+    return merge_compose(load_compose(variables), load_compose(variables, override))
 
 
 def read_env_file(path: Path) -> dict[str, str]:

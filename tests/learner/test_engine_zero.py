@@ -1,4 +1,5 @@
-"""ZeRO stages 0, 2, 3 train the same weights; world size 2 (ZeRO-2, torchrun + gloo) matches world size 1."""
+"""ZeRO stages 0, 2, 3 train the same weights; world size 2 (ZeRO-2, torchrun + gloo) matches world size 1;
+the hidden-state token statistics (the default) train as the logits path does."""
 from __future__ import annotations
 
 import os
@@ -20,18 +21,18 @@ UPDATES = 3  # x 2 optimizer steps each
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def agreement_config(model_dir, zero_stage: int) -> LearnerJob:
+def agreement_config(model_dir, zero_stage: int, token_stats: str = "hidden") -> LearnerJob:
     # A small token budget so each rank's share spans several micro-batches (and ranks get padding).
     return make_job(model_path=str(model_dir), zero_stage=zero_stage, lr=1e-3, batch_prompts=4,
-                    mini_batch_prompts=2, micro_batch_tokens=48, max_seq_len=64, seed=0)
+                    mini_batch_prompts=2, micro_batch_tokens=48, max_seq_len=64, seed=0, token_stats=token_stats)
 
 
 def agreement_groups(update: int):
     return make_groups(4, n=4, seed=100 + update, response_len=(3, 20))
 
 
-def train(model_dir, zero_stage: int) -> dict[str, torch.Tensor]:
-    engine = LearnerEngine(agreement_config(model_dir, zero_stage))
+def train(model_dir, zero_stage: int, token_stats: str = "hidden") -> dict[str, torch.Tensor]:
+    engine = LearnerEngine(agreement_config(model_dir, zero_stage, token_stats))
     for update in range(UPDATES):
         engine.update(agreement_groups(update))
     return engine.full_state_dict()
@@ -55,6 +56,13 @@ def test_training_moved_the_weights(reference, tiny_model_dir):
 @pytest.mark.parametrize("zero_stage", [2, 3])
 def test_zero_stages_agree(reference, tiny_model_dir, zero_stage):
     assert max_diff(train(tiny_model_dir, zero_stage), reference) < 1e-5
+
+
+@pytest.mark.parametrize("zero_stage", [0, 3])
+def test_hidden_state_token_stats_train_as_the_logits_path(reference, tiny_model_dir, zero_stage):
+    """The learner's default path (statistics from hidden states and the lm_head, which under
+    ZeRO-3 is gathered by its own module's hooks) trains the same weights as full logits."""
+    assert max_diff(train(tiny_model_dir, zero_stage, "logits"), reference) < 1e-5
 
 
 def test_world_size_two_zero2_matches_world_size_one(reference, tiny_model_dir, tmp_path):

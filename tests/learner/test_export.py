@@ -56,3 +56,20 @@ def test_export_loads_in_transformers_and_vllm_with_matching_logprobs(learner_co
         worst = max(worst, float((mine - theirs).abs().max()))
     print(f"max |learner - vLLM| log-prob difference: {worst:.2e}")
     assert worst < 1e-4, worst
+
+
+def test_tied_embeddings_publish_the_checkpoints_names(tmp_path, learner_config):
+    """A tied lm_head is published once, under the name the checkpoint keeps (what the rollout
+    engine validates an update against), and the HF export stays loadable."""
+    from rollout.engine import checkpoint_spec
+    from services.models.tiny import build_tiny_model
+
+    model_dir = build_tiny_model(tmp_path / "tied", seed=1, tie_embeddings=True)
+    engine = LearnerEngine(learner_config(model_path=str(model_dir)))
+    engine.update(make_groups(4, seed=3))
+    published = engine.full_state_dict()
+    spec = checkpoint_spec(model_dir)
+    assert "lm_head.weight" not in published and set(published) == set(spec)
+    assert all(tuple(published[k].shape) == spec[k].shape for k in spec)
+    export_hf(engine, tmp_path / "export")
+    assert set(checkpoint_spec(tmp_path / "export")) == set(spec)
