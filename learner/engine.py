@@ -115,8 +115,12 @@ class LearnerEngine:
 
         plans = [self.plan(rows) for rows in mini_batches(batch, self.cfg.mini_batch_prompts)]
         # Old log-probs under the pre-update weights, for every mini-batch, before the first step.
+        # With one optimizer step per update (one mini-batch, one PPO epoch) the weights cannot
+        # change before that step: the training forward's own log-probs are the old ones (ratio
+        # 1, as TRL does with num_iterations=1), and the extra forward pass is skipped.
         old_started = time.perf_counter()
-        plans = [[self.with_old_logprobs(mb) for mb in plan] for plan in plans]
+        if not self.on_policy_single_step(plans):
+            plans = [[self.with_old_logprobs(mb) for mb in plan] for plan in plans]
         hparams = self.batch_hparams(plans)
         old_logprobs_s = time.perf_counter() - old_started
 
@@ -133,6 +137,11 @@ class LearnerEngine:
     def plan(self, rows) -> list[MicroBatch]:
         return plan_mini_batch(rows, self.cfg, rank=self.rank, world_size=self.world_size,
                                pad_id=self.pad_id, aggregation=self.aggregation)
+
+    def on_policy_single_step(self, plans: list[list[MicroBatch]]) -> bool:
+        """One optimizer step per update: the old log-probs are the training forward's own. SimKO's
+        batch-scope tau needs every token's entropy before the first micro-batch: not then."""
+        return self.cfg.ppo_epochs == 1 and len(plans) <= 1 and self.batch_tau_quantile is None
 
     @torch.no_grad()
     def with_old_logprobs(self, mb: MicroBatch) -> MicroBatch:
@@ -189,9 +198,12 @@ class LearnerEngine:
         loss hparams (batch_hparams)."""
         features = logits.hidden if isinstance(logits, HiddenStates) else logits
         dev = features.device
-        old = mb.old_logprobs.to(dev)
+        old = None if mb.old_logprobs is None else mb.old_logprobs.to(dev)  # None: this forward's own
         # One host sync: the loss library raises on non-finite inputs; here that is a skipped step.
-        if not bool(torch.isfinite(features).all() & (torch.isfinite(old) | ~mb.mask.to(dev)).all()):
+        finite = torch.isfinite(features).all()
+        if old is not None:
+            finite = finite & (torch.isfinite(old) | ~mb.mask.to(dev)).all()
+        if not bool(finite):
             return None, {}
         if loss is not None:
             name, hparams = loss, make_hparams(loss)

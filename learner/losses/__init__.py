@@ -30,6 +30,8 @@ __all__ = ["compute_policy_loss", "loss_names", "register_loss", "make_hparams",
 def _validate_shapes(logits, tokens, old_logprobs, advantages, mask) -> None:
     for name, value in (("tokens", tokens), ("old_logprobs", old_logprobs), ("advantages", advantages),
                         ("mask", mask)):
+        if name == "old_logprobs" and value is None:
+            continue  # policy_loss: on-policy, the current log-probs
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if isinstance(logits, HiddenStates):
@@ -44,7 +46,7 @@ def _validate_shapes(logits, tokens, old_logprobs, advantages, mask) -> None:
     shape = logits.shape[:2]
     if tokens.shape != shape or tokens.is_floating_point() or tokens.dtype == torch.bool:
         raise ValueError(f"tokens must be an integer [B,T]={tuple(shape)} tensor, got {tokens.dtype} {tuple(tokens.shape)}")
-    if old_logprobs.shape != shape or not old_logprobs.is_floating_point():
+    if old_logprobs is not None and (old_logprobs.shape != shape or not old_logprobs.is_floating_point()):
         raise ValueError(f"old_logprobs must be a floating [B,T]={tuple(shape)} tensor, got "
                          f"{old_logprobs.dtype} {tuple(old_logprobs.shape)}")
     if advantages.shape not in (shape, shape[:1]) or not advantages.is_floating_point():
@@ -68,6 +70,8 @@ def _prepare_inputs(logits, tokens, old_logprobs, advantages, mask, hp: CommonHp
     if advantages.dim() == 1:
         advantages = advantages[:, None].expand(mask.shape)
     stats = token_stats_of(logits, tokens, top_k=hp.candidates_needed(vocab), chunk_size=hp.chunk_size)
+    if old_logprobs is None:  # on-policy, one step: the sampling policy is this forward's (ratio 1)
+        old_logprobs = stats.logp.detach()
     # One host sync for the whole input check: a NaN/inf anywhere would silently poison the update.
     finite_inputs = (torch.isfinite(stats.entropy).all() & (torch.isfinite(stats.logp) | ~mask).all()
                      & (torch.isfinite(old_logprobs) | ~mask).all() & (torch.isfinite(advantages) | ~mask).all())
@@ -104,11 +108,13 @@ def compute_policy_loss(name: str, *, logits: torch.Tensor, tokens: torch.Tensor
 
 
 def policy_loss(name: str, hp: CommonHparams, *, logits: torch.Tensor | HiddenStates, tokens: torch.Tensor,
-                old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+                old_logprobs: torch.Tensor | None, advantages: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """compute_policy_loss with hyper-parameters validated once beforehand (the learner's path:
     AlgorithmSection builds `hp` when the JobSpec is parsed, not in every micro-batch). `logits`
     may be HiddenStates (learner.token_stats): the same loss, values and gradients, without ever
-    building [B,T,V] logits."""
+    building [B,T,V] logits. old_logprobs=None: the policy that sampled is the current one (the
+    learner's single-step updates), so the ratio is exactly 1 and its gradient the policy gradient."""
     spec = get_loss(name)
     inputs = _prepare_inputs(logits, tokens, old_logprobs, advantages, mask, hp)
     token_loss = spec.fn(inputs, hp)

@@ -169,3 +169,22 @@ def test_zero_advantage_groups_train_and_count_in_the_token_mean(learner_config)
     tokens = {name: sum(len(s.token_ids) for g in groups for s in g.samples)
               for name, groups in (("signal", signal), ("all", mixed))}
     assert with_equal == pytest.approx(alone["loss/policy"] * tokens["signal"] / tokens["all"], rel=1e-5)
+
+
+def test_single_step_updates_take_old_logprobs_from_the_training_forward(learner_config):
+    """One mini-batch, one PPO epoch: the weights cannot change before the only optimizer step, so
+    the separate no-grad pass for old log-probs is skipped (as TRL with num_iterations=1); the
+    update is the same as with it."""
+    groups = make_groups(4, seed=41)
+    cfg = learner_config(batch_prompts=4, mini_batch_prompts=4, micro_batch_tokens=48)
+    fast = LearnerEngine(cfg)
+    assert fast.on_policy_single_step([[object()]])
+    with_pass = LearnerEngine(cfg)
+    with_pass.on_policy_single_step = lambda plans: False  # force the old-log-prob pass for comparison
+    a, b = fast.update(groups), with_pass.update(groups)
+    assert a["loss/ratio_mean"] == 1.0 and abs(b["loss/ratio_mean"] - 1.0) < 1e-5
+    assert a["loss/policy"] == pytest.approx(b["loss/policy"], rel=1e-5, abs=1e-7)
+    wa, wb = weights(fast), weights(with_pass)
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-6
+    # several mini-batches (or epochs): the pass is needed again
+    assert not LearnerEngine(learner_config(batch_prompts=4, mini_batch_prompts=2)).on_policy_single_step([[], []])
