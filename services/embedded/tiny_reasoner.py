@@ -1,11 +1,15 @@
 """`simko make-tiny-model`: the embedded default's warm-started tiny reasoner, reproducibly.
 
     synthetic suite (seeded) -> tokenizer (byte-level BPE trained on it) -> random Qwen2 ->
-    supervised warm start on worked solutions -> pass@1 / pass@8 measured with vLLM + the verifier
+    supervised warm start on worked solutions, several different valid ones per multi-path problem
+    -> pass@1 / pass@8 measured with vLLM + the verifier; token entropy and the mass on ranks 2-3
 
 The SFT budget is deliberately small: the point is a policy whose pass@1 is low but non-zero and
-whose pass@K is clearly higher, so RL has a signal and pass@K has room to move. The shipped copy
-lives in models/tiny-reasoner/ (services.models resolves `builtin:tiny` to it).
+whose pass@K is clearly higher, so RL has a signal and pass@K has room to move. Countdown problems
+are warm-started on `paths_per_problem` solutions drawn from all their valid derivations
+(verifier/synthetic/paths.py), so the model keeps several solution paths and its forking tokens
+carry probability mass for SimKO to act on (measured: warm_start.json "token_profile"). The
+shipped copy lives in models/tiny-reasoner/ (services.models resolves `builtin:tiny` to it).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class TinyRecipe:
     kv_heads: int = 2
     vocab_size: int = 512
     sft_problems: int = 20000
+    paths_per_problem: int = 4  # distinct worked solutions per multi-path problem in the SFT data
     sft_steps: int = 400
     batch_size: int = 32
     lr: float = 2e-3
@@ -36,11 +41,22 @@ class TinyRecipe:
 
 
 def sft_pairs(recipe: TinyRecipe) -> list[tuple[str, str]]:
+    """(prompt, response) pairs: every problem once with its solution, and multi-path problems with up
+    to `paths_per_problem` distinct solutions drawn (seeded) from all their valid ones."""
+    import random
+
     from services.data import render_prompt
     from verifier.synthetic import generate_mix
+    from verifier.synthetic.paths import worked_solutions
 
-    problems = generate_mix(recipe.sft_problems, seed=recipe.seed + 101)
-    return [(render_prompt(TEMPLATE, p.prompt), " " + p.solution) for p in problems]
+    rng = random.Random(recipe.seed + 303)
+    pairs = []
+    for p in generate_mix(recipe.sft_problems, seed=recipe.seed + 101):
+        prompt = render_prompt(TEMPLATE, p.prompt)
+        others = [s for s in worked_solutions(p) if s != p.solution]
+        extra = rng.sample(others, min(len(others), recipe.paths_per_problem - 1))
+        pairs += [(prompt, " " + s) for s in [p.solution, *extra]]
+    return pairs
 
 
 def build(out_dir: str | Path, recipe: TinyRecipe = TinyRecipe(), *, log=print) -> dict:
@@ -65,6 +81,8 @@ def build(out_dir: str | Path, recipe: TinyRecipe = TinyRecipe(), *, log=print) 
     sft_s = time.perf_counter() - t0
     log(f"SFT {recipe.sft_steps} steps in {sft_s:.0f}s; loss every 50 steps: {[round(x, 3) for x in losses]}")
     measured = measure(out, recipe)
+    measured["token_profile"] = profile(out, recipe)
+    log(f"token profile: {json.dumps(measured['token_profile'])}")
     result = {"recipe": asdict(recipe), "sft_seconds": round(sft_s, 1), "sft_losses": losses, **measured}
     (out / "warm_start.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -90,3 +108,20 @@ def measure(model_dir: str | Path, recipe: TinyRecipe = TinyRecipe()) -> dict:
     ks = [k for k in (1, 2, 4, 8, 16) if k <= recipe.eval_n]
     return {"pass_at_k": table_of(counts, ks), "per_task": per_task_tables(counts, ks),
             "mean_tokens": sum(c.mean_tokens for c in counts) / len(counts)}
+
+
+def profile(model_dir: str | Path, recipe: TinyRecipe = TinyRecipe()) -> dict:
+    """Token entropy and the probability mass of ranks 2-3 (all tokens, and forking tokens) on the
+    same fresh problems measure() uses, 4 samples each (services/embedded/token_profile.py)."""
+    import torch
+
+    from services.data import render_prompt
+    from services.embedded.token_profile import sample_profile
+    from verifier.synthetic import generate_mix
+
+    torch.set_num_threads(1)
+    problems = generate_mix(recipe.eval_problems, seed=recipe.seed + 202)
+    prompts = [render_prompt(TEMPLATE, p.prompt) for p in problems]
+    return {name: round(value, 4) if isinstance(value, float) else value
+            for name, value in sample_profile(model_dir, prompts, n=4, max_new_tokens=MAX_TOKENS,
+                                              seed=recipe.seed).items()}

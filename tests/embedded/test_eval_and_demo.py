@@ -4,6 +4,7 @@ services.control.controller.run_job: redis, verifier, Ray, vLLM rollout worker, 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,16 +46,41 @@ def test_eval_cli_on_the_shipped_model(tmp_path):
 
 
 def test_demo_smoke(tmp_path):
+    """`--steps N`: the run sized by hand (no calibration), the report's pieces."""
     out = tmp_path / "demo"
     result = subprocess.run([SIMKO, "demo", "--out", str(out), "--steps", "2", "--held-out", "4", "--n-eval", "8"],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
+    for loss in ("grpo", "simko"):
+        rows = [json.loads(line) for line in (out / loss / "metrics.jsonl").read_text().splitlines()]
+        assert [r["trainer/step"] for r in rows] == [1, 2]
+
+
+def test_demo_sizes_itself_to_its_budget(tmp_path):
+    """--minutes 4 at reduced evaluation sizes: the demo measures the evaluation and the first arm's
+    first steps on this machine, plans the steps (the same for both arms), prints the plan and an
+    ETA, and finishes within the budget + 10% (wall time of the whole command)."""
+    out, budget_s = tmp_path / "demo", 4 * 60
+    started = time.monotonic()
+    result = subprocess.run([SIMKO, "demo", "--out", str(out), "--minutes", "4", "--held-out", "16", "--n-eval", "8"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=budget_s * 1.1 + 300)
+    wall = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert wall <= budget_s * 1.1, f"{wall:.0f}s for a {budget_s}s budget\n{result.stdout[-3000:]}"
+    steps = json.loads((out / "plan.json").read_text())["steps_per_arm"]
+    assert steps >= 10, steps  # at least the calibration steps
+    for arm in ("grpo", "simko"):  # grpo: 10 calibration steps, then resumed from its checkpoint to N
+        rows = [json.loads(line) for line in (out / arm / "metrics.jsonl").read_text().splitlines()]
+        assert [r["trainer/step"] for r in rows] == list(range(1, steps + 1)), arm
+    assert f"plan: {steps} steps per arm" in result.stdout and "left, total" in result.stdout
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["total_s"] <= budget_s * 1.1 and timing["measured_costs_s"]["step_s"] > 0
     report = (out / "report.md").read_text()
+    assert "difference to grpo" in report
+    # the report's pieces
     for name in ("base", "grpo", "simko"):
         assert f"| {name} |" in report
         assert (out / name / "eval" / "counts.jsonl").is_file()
     for loss in ("grpo", "simko"):
-        rows = [json.loads(line) for line in (out / loss / "metrics.jsonl").read_text().splitlines()]
-        assert [r["trainer/step"] for r in rows] == [1, 2]
         assert json.loads((out / loss / "jobspec.json").read_text())["algorithm"]["loss"] == loss
     assert (out / "pass_at_k.png").is_file() and (out / "lambda.png").is_file()

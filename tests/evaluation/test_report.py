@@ -49,3 +49,29 @@ def test_report_cli(tmp_path):
     assert (tmp_path / "r" / "report.md").is_file()
     missing = subprocess.run([SIMKO, "report", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "metrics.jsonl" in missing.stderr
+
+
+def _with_counts(run: Path, correct: list[int], n: int = 8) -> Path:
+    """eval/counts.jsonl as `simko eval` writes it: one row per problem."""
+    with open(run / "eval" / "counts.jsonl", "w") as f:
+        for i, c in enumerate(correct):
+            f.write(json.dumps({"id": f"p{i}", "task": "math", "n": n, "c": c, "mean_tokens": 20.0}) + "\n")
+    return run
+
+
+def test_report_intervals_and_paired_difference(tmp_path):
+    """With per-problem counts: pass@K with bootstrap intervals, run - baseline per K (paired over the
+    same problems), the difference plot, and Lambda start -> end."""
+    a = _with_counts(_fake_run(tmp_path, "run-a", "grpo", 0.0), [0, 1, 2, 8] * 10)
+    b = _with_counts(_fake_run(tmp_path, "run-b", "simko", 0.05), [1, 1, 2, 8] * 10)
+    runs = [load_run(a), load_run(b)]
+    assert len(runs[0].counts) == 40 and runs[0].counts["p1"] == (8, 1)
+    text = write_report(runs, tmp_path / "out").read_text()
+    assert "95% intervals" in text and "| run-a (grpo) | 40 | " in text
+    # b solves one more sample on every 4th problem: +1/8 of a problem at pass@1 on a quarter of them
+    row = next(line for line in text.splitlines() if line.startswith("| run-b (simko) - run-a (grpo) | 40 |"))
+    assert row.split("|")[3].strip().startswith("+3.1 [")  # 100 * (1/8) / 4
+    assert "*" in row.split("|")[3]  # b is never worse: the interval excludes 0
+    assert "| run-a (grpo) | -0.500 -> -0.500 (+0.000) | -2.000 -> -2.000" in text  # Lambda start -> end
+    assert "| run-b (simko) | -0.450 -> -0.450 (+0.000) |" in text
+    assert (tmp_path / "out" / "pass_at_k_difference.png").stat().st_size > 1000

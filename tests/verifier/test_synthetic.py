@@ -95,3 +95,39 @@ def test_mix_and_held_out_split_are_disjoint():
     train, held = split_mix(300, 60, seed=2)
     assert len(train) == 300 and len(held) == 60
     assert not {p.prompt for p in train} & {p.prompt for p in held}
+
+
+def test_countdown_solutions_are_every_valid_derivation():
+    from verifier.synthetic.paths import countdown_solutions
+
+    # 2 3 10 -> 15: by hand, the derivations are the orders of 2 + 3 + 10 (each pair combined
+    # first, either operand order, then the rest on either side: 3 pairs x 2 x 2 = 12) and 10 * 3 / 2
+    # is out without division.
+    solutions = countdown_solutions([2, 3, 10], 15)
+    assert len(solutions) == 12 and len(set(solutions)) == 12
+    assert "2 + 3 = 5. 5 + 10 = 15. The answer is \\boxed{(2 + 3) + 10}." in solutions
+    assert "3 + 10 = 13. 2 + 13 = 15. The answer is \\boxed{2 + (3 + 10)}." in solutions
+    with_division = countdown_solutions([2, 3, 10], 15, divide=True)
+    assert "10 * 3 = 30. 30 / 2 = 15. The answer is \\boxed{(10 * 3) / 2}." in with_division
+    assert "3 / 2" not in " ".join(with_division)  # division is exact only
+    assert countdown_solutions([2, 3], 7) == []
+    gold = json.dumps({"numbers": [2, 3, 10], "target": 15, "use_all": True})
+    assert all(verify("logic:countdown", s, gold).correct for s in with_division)
+    steps = [step for s in countdown_solutions([1, 7, 8], 49) for step in s.split(" The answer")[0].split(". ")]
+    assert steps and all(int(step.rstrip(".").split(" = ")[1]) >= 0 for step in steps)  # natural intermediates
+
+
+def test_countdown_paths_keep_countdowns_instances_and_draw_among_solutions():
+    from verifier.synthetic.countdown import countdown_problems
+    from verifier.synthetic.paths import countdown_paths_problems, worked_solutions
+
+    knobs = {"numbers": 3, "max_number": 9, "max_target": 50}
+    plain, paths = countdown_problems(300, seed=4, **knobs), countdown_paths_problems(300, seed=4, **knobs)
+    assert [(p.prompt, p.answer) for p in plain] == [(p.prompt, p.answer) for p in paths]
+    assert all(p.solution in worked_solutions(p) for p in paths)
+    several = [p for p in paths if len(worked_solutions(p)) >= 4]
+    assert len(several) > 150  # most instances have several paths
+    # the drawn solution is not always the one the instance was built from
+    assert sum(a.solution != b.solution for a, b in zip(plain, paths)) > 150
+    other = generate("dyck", 3, seed=1)
+    assert [worked_solutions(p) for p in other] == [[p.solution] for p in other]
