@@ -9,17 +9,21 @@ rank 0's result. The only learner module that imports ray.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import ray
 import torch
+from ray.exceptions import RayActorError
 
 from learner.config import LearnerJob
 from learner.distributed import free_port
-from learner.engine import LearnerEngine
-from learner.learner import Learner
+from learner.errors import LearnerLost
+
+if TYPE_CHECKING:
+    from learner.learner import Learner
 from services.wire.messages import ScoredGroup
 from services.wire.streams import ROLLOUTS_GROUP, QueueConfig, RedisStream, rollouts_stream
-from services.wire.weight_registry import RayWeights
+from services.wire.weight_registry import weights_for
 
 
 class LearnerActor:
@@ -40,6 +44,11 @@ class LearnerActor:
         """Join the process group and build the engine (collective: all ranks together)."""
         os.environ.update(RANK=str(self.rank), LOCAL_RANK="0", WORLD_SIZE=str(self.world_size),
                           MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        # Imported here, in the rank's process: the driver, which only holds handles, then starts
+        # without DeepSpeed's import (seconds of the job's start-up).
+        from learner.engine import LearnerEngine
+        from learner.learner import Learner
+
         engine = LearnerEngine(self.job)
         source = publisher = None
         if engine.rank == 0 and self.job.job_id is not None:
@@ -47,7 +56,7 @@ class LearnerActor:
                 source = RedisStream(QueueConfig(url=self.redis_url), rollouts_stream(self.job.job_id),
                                      group=ROLLOUTS_GROUP, consumer=f"learner-{self.job.job_id}",
                                      message_type=ScoredGroup)
-            publisher = RayWeights(self.job.job_id)
+            publisher = weights_for(self.job.job_id, self.job.weight_sync)
         self.learner = Learner(engine, source, publisher)
 
     # the Learner's steps, one remote method each (LearnerGroup calls them on every rank)
@@ -110,7 +119,20 @@ class LearnerGroup:
         return group
 
     def _all(self, refs: list):
-        return ray.get(refs)[0]
+        """Rank 0's result once every rank is done. A dead rank is reported as soon as its call
+        fails: the others may be blocked in a collective with it and would only time out."""
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            self._get(ready[0])
+        return self._get(refs[0])
+
+    @staticmethod
+    def _get(ref):
+        try:
+            return ray.get(ref)
+        except RayActorError as exc:
+            raise LearnerLost(f"a learner rank died: {exc}") from exc
 
     def resume(self) -> bool:
         return self._all([a.resume.remote() for a in self.actors])
@@ -122,7 +144,7 @@ class LearnerGroup:
         return self._all([a.pull_batch.remote(idle_timeout_s) for a in self.actors])
 
     def consumed(self) -> int:
-        return ray.get(self.actors[0].consumed.remote())  # rank 0 reads the stream
+        return self._get(self.actors[0].consumed.remote())  # rank 0 reads the stream
 
     def update(self) -> dict:
         return self._all([a.update.remote() for a in self.actors])

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch.distributed as dist
 
-from learner.engine import LearnerEngine
 from learner.state import LearnerState, capture_rng, restore_rng
+
+if TYPE_CHECKING:  # (not at run time: the driver reads `latest_checkpoint` without DeepSpeed)
+    from learner.engine import LearnerEngine
 
 TAG_PREFIX = "step_"
 

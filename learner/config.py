@@ -130,6 +130,7 @@ class LearnerJob:
     algorithm: AlgorithmSection = AlgorithmSection()
     checkpoint_dir: str | None = None
     job_id: str | None = None  # the job's streams and weight registry (None: an engine without them)
+    weight_sync: str = "object_store"  # rollout.weight_sync: how rank 0 publishes weights
 
     def loss_hparams(self) -> CommonHparams:
         """The loss hparams the engine trains with. Dr.GRPO's seq-mean-token-sum-norm divides by a

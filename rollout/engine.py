@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rollout.config import RolloutSection
+from services.wire.lifetime import children_die_with_me
 from services.wire.messages import Sample
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class WeightUpdateError(ValueError):
 
 
 CPU_DEFAULT_KV_CACHE_BYTES = 1 << 30  # when a CPU engine names no KV-cache size
+TORN_VERSION = -1  # weights left half-updated by a failed broadcast: never sampled with, reloaded first
 
 
 def engine_kwargs(model: str, section: RolloutSection, seed: int) -> dict:
@@ -51,6 +53,10 @@ def engine_kwargs(model: str, section: RolloutSection, seed: int) -> dict:
         enable_prefix_caching=section.enable_prefix_caching,
         logprobs_mode="processed_logprobs",
     )
+    if section.weight_sync == "broadcast":  # the worker methods that receive into the loaded weights
+        from rollout.weight_receiver import EXTENSION
+
+        kwargs["worker_extension_cls"] = EXTENSION
     if section.kv_cache_bytes is not None:
         kwargs["kv_cache_memory_bytes"] = section.kv_cache_bytes
     elif not torch.cuda.is_available() and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
@@ -110,6 +116,9 @@ class Engine:
             raise EngineLoadError(f"{model!r} is not a Hugging Face model directory (no config.json)")
         self.section = section  # the default sampling settings of generate()
         self._spec = checkpoint_spec(model_dir)
+        # vLLM's multi-process mode starts EngineCore (+ worker) processes that outlive a SIGKILLed
+        # owner holding the model's memory; they get the parent-death signal (services/wire/lifetime.py).
+        children_die_with_me()
         from vllm import LLM
 
         kwargs = engine_kwargs(str(model_dir), section, seed)
@@ -276,6 +285,36 @@ class Engine:
         # Cached KV blocks were computed with the old weights.
         self.llm.reset_prefix_cache()
         self.version = version
+        self.last_update_s = time.perf_counter() - t0
+        return self.last_update_s
+
+    def receive_weights(self, offer, timeout_s: float = 60.0) -> float:
+        """rollout.weight_sync = broadcast: check the offer (a services.wire.weight_broadcast
+        BroadcastOffer) against the checkpoint, then every vLLM worker receives the tensors into its
+        loaded weights (rollout/weight_receiver.py). Records the version actually received (the
+        publisher serves its newest) and returns seconds. A round that fails part-way leaves the
+        weights torn: the engine is then marked TORN_VERSION, below any version a batch may require."""
+        from rollout.weight_receiver import check_offer
+        from services.wire.weight_broadcast import BroadcastError
+
+        problems = check_offer(self._spec, offer)
+        if problems:
+            raise WeightUpdateError("weight update refused: " + "; ".join(problems[:10]))
+        if offer.version < self.version:
+            raise WeightUpdateError(f"version {offer.version} is older than the loaded version {self.version}")
+        t0 = time.perf_counter()
+        try:
+            results = self.llm.collective_rpc("simko_receive_weights", args=(offer.to_dict(), timeout_s))
+        except BaseException:  # the loader itself failed: assume the worst
+            self.version = TORN_VERSION
+            raise
+        failed = [r for r in results if "error" in r]
+        if any(r["torn"] for r in failed):
+            self.version = TORN_VERSION
+        if failed:
+            raise BroadcastError("; ".join(r["error"] for r in failed))
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+        self.version = min(r["version"] for r in results)  # one per vLLM worker (tensor parallel ranks)
         self.last_update_s = time.perf_counter() - t0
         return self.last_update_s
 

@@ -23,6 +23,7 @@ class RolloutMetrics:
     weight_updates: int = 0
     weight_update_s: float = 0.0
     weight_refusals: int = 0  # published versions the engine refused (bad names/shapes/dtypes)
+    weight_failures: int = 0  # broadcast rounds that failed (retried at the next sync)
     busy_s: float = 0.0  # wall time inside run_once batches (not idle waits)
 
     def record_group(self, group: ScoredGroup) -> None:
@@ -50,8 +51,14 @@ class RolloutMetrics:
             "rollout/backpressure_waits": self.backpressure_waits,
             "rollout/weight_updates": self.weight_updates,
             "rollout/weight_refusals": self.weight_refusals,
+            "rollout/weight_failures": self.weight_failures,
             "perf/rollout_generate_tokens_per_s": ratio(self.generated_tokens, self.generate_s),
             "perf/rollout_e2e_tokens_per_s": ratio(self.generated_tokens, self.busy_s),
             "perf/verifier_latency_s": ratio(self.verify_s, self.verify_calls),
             "perf/weight_update_s": ratio(self.weight_update_s, self.weight_updates),
+            # running totals: the controller turns them into a per-step breakdown (its deltas)
+            "perf/rollout_generate_s_total": self.generate_s,
+            "perf/rollout_verify_s_total": self.verify_s,
+            "perf/rollout_weight_load_s_total": self.weight_update_s,
+            "perf/rollout_busy_s_total": self.busy_s,
         }

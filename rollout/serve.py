@@ -22,13 +22,15 @@ from pydantic import ValidationError
 
 from rollout.config import RolloutJob, RolloutSection
 from rollout.worker import RolloutWorker
-from services.wire.weights import DirectoryWeights, WeightSource
+from services.wire.weights import BroadcastSource, DirectoryWeights, WeightSource
 
 log = logging.getLogger(__name__)
 
 
-def weight_source_from_spec(spec: str | None, job_id: str) -> WeightSource | None:
-    """`none` | `dir:PATH` | `ray` (the job's registry actor in the Ray cluster at RAY_ADDRESS)."""
+def weight_source_from_spec(spec: str | None, job_id: str, weight_sync: str = "object_store"
+                            ) -> WeightSource | BroadcastSource | None:
+    """`none` | `dir:PATH` | `ray` (the job's registry actor in the Ray cluster at RAY_ADDRESS, by
+    rollout.weight_sync: the object store or broadcast)."""
     if not spec or spec == "none":
         return None
     if spec.startswith("dir:"):
@@ -36,7 +38,7 @@ def weight_source_from_spec(spec: str | None, job_id: str) -> WeightSource | Non
     if spec == "ray":
         from services.wire.weight_registry import connect_ray_weights  # imports ray: only on this path
 
-        return connect_ray_weights(job_id, address=os.environ.get("RAY_ADDRESS", "auto"))
+        return connect_ray_weights(job_id, address=os.environ.get("RAY_ADDRESS", "auto"), weight_sync=weight_sync)
     raise ValueError(f"unknown weight source {spec!r}: use none, dir:PATH or ray")
 
 
@@ -83,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     job, weights_spec = parse_args(argv)
-    worker = RolloutWorker(job, weight_source=weight_source_from_spec(weights_spec, job.job_id))
+    source = weight_source_from_spec(weights_spec, job.job_id, job.rollout.weight_sync)
+    worker = RolloutWorker(job, weight_source=source)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

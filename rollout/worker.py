@@ -30,14 +30,15 @@ from services.wire.messages import PromptGroup, Sample, ScoredGroup
 from services.wire.streams import (PROMPTS_GROUP, ROLLOUTS_GROUP, QueueConfig, QueueUnavailable, RedisStream,
                                    prompts_stream, rollouts_stream)
 from services.wire.verifier_client import VerifierClient, VerifierError
-from services.wire.weights import WeightSource, WeightVersionUnavailable
+from services.wire.weight_broadcast import BroadcastError
+from services.wire.weights import BroadcastSource, WeightSource, WeightVersionUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class RolloutWorker:
     def __init__(self, job: RolloutJob, *, engine: Engine | None = None,
-                 weight_source: WeightSource | None = None, verifier: VerifierClient | None = None):
+                 weight_source: WeightSource | BroadcastSource | None = None, verifier: VerifierClient | None = None):
         self.job = job
         self.config = job.rollout  # the rollout section: sampling, engine and flow-control settings
         self.worker_id = job.worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -214,18 +215,29 @@ class RolloutWorker:
 
     def _load(self, version: int) -> None:
         try:
-            weights = self.weights.fetch(version)  # type: ignore[union-attr]
+            if isinstance(self.weights, BroadcastSource):  # rollout.weight_sync = broadcast
+                offer = self.weights.offer(version)
+                with self._engine_lock:
+                    seconds = self.engine.receive_weights(offer, timeout_s=self.config.weight_wait_s)
+                version = self.engine.version  # the publisher serves its newest
+            else:
+                weights = self.weights.fetch(version)  # type: ignore[union-attr]
+                with self._engine_lock:
+                    seconds = self.engine.update_weights(weights, version)
         except WeightVersionUnavailable:
             log.info("weights v%d already dropped by the source; will take the next latest", version)
             return
-        try:
-            with self._engine_lock:
-                seconds = self.engine.update_weights(weights, version)
         except WeightUpdateError as exc:
             # The engine refused before touching vLLM: keep serving the old weights, never retry this one.
             self._refused_versions.add(version)
             self.metrics.weight_refusals += 1
             log.error("refused weights v%d: %s", version, exc)
+            return
+        except BroadcastError as exc:
+            # A failed round (publisher gone, a peer died, a new layout): retried at the next sync.
+            # Torn weights are marked TORN_VERSION by the engine, so no batch samples with them.
+            self.metrics.weight_failures += 1
+            log.error("receiving weights v%d failed (engine at v%d): %s", version, self.engine.version, exc)
             return
         self.metrics.weight_updates += 1
         self.metrics.weight_update_s += seconds

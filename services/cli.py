@@ -56,18 +56,21 @@ def _train(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import time
 
+    started = time.monotonic()  # the budget counts from here: set-up (scripts/setup.sh) is excluded
+    from services.embedded.arms import DEFAULT_ARMS, parse_arms
     from services.embedded.demo import DemoPlan, run_demo
 
     try:
-        plan = DemoPlan.for_minutes(args.minutes, seed=args.seed)
-        plan = plan.with_sizes(steps=args.steps, held_out=args.held_out, n_eval=args.n_eval)
-        plan = plan.with_overrides(args.set)
+        given = {"minutes": args.minutes, "steps": args.steps, "held_out": args.held_out, "n_eval": args.n_eval,
+                 "seed": args.seed, "arms": parse_arms(args.algos) if args.algos else DEFAULT_ARMS}
+        plan = DemoPlan(**{k: v for k, v in given.items() if v is not None}).with_overrides(args.set)
     except ValueError as exc:
         print(f"simko demo: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
-    print(f"simko demo: {plan.steps} steps per algorithm (budget {args.minutes:g} min) -> {out}")
-    report = run_demo(out, plan)
+    sizing = f"{plan.steps} steps per arm" if plan.steps else f"budget {plan.minutes:g} min, steps sized on this machine"
+    print(f"simko demo: {', '.join(plan.arms)}; {sizing} -> {out}", flush=True)
+    report = run_demo(out, plan, started=started)
     print(report.read_text())
     print(f"report: {report}")
     return 0
@@ -146,7 +149,7 @@ def _make_model(args: argparse.Namespace) -> int:
 
 
 def _api_command(args: argparse.Namespace) -> int:
-    """submit / status / cancel / logs / scale against a running job API."""
+    """submit / status / cancel / resume / logs / scale against a running job API."""
     import json
     import time
 
@@ -166,6 +169,8 @@ def _api_command(args: argparse.Namespace) -> int:
             print(json.dumps(client.job(args.job_id) if args.job_id else client.jobs(), indent=2))
         elif args.command == "cancel":
             print(json.dumps(client.cancel(args.job_id)))
+        elif args.command == "resume":
+            print(json.dumps(client.resume(args.job_id)))
         elif args.command == "scale":
             print(json.dumps(client.scale(args.job_id, args.replicas)))
         elif args.command == "logs":
@@ -189,15 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simko", description="SimKO RLVR training: rollout, verifier, learner.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from services.embedded.demo import DemoPlan  # torch-free; its defaults are the help's (declared once)
+
+    plan = DemoPlan()
     demo = sub.add_parser("demo", help="train GRPO and SimKO on the embedded tiny model and write a pass@K report")
     demo.add_argument("--out", default=None, help="run directory (default: runs/demo-<time>/)")
-    demo.add_argument("--minutes", type=float, default=12.0, help="wall-time budget")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--steps", type=int, default=None, help="learner steps per algorithm (default: from --minutes)")
-    demo.add_argument("--held-out", type=int, default=None, help="held-out problems evaluated")
-    demo.add_argument("--n-eval", type=int, default=None, help="samples per held-out problem (pass@K up to it)")
+    demo.add_argument("--minutes", type=float, default=None,
+                      help=f"wall-time budget, set-up excluded (default {plan.minutes:g}); steps are sized to it from costs "
+                           "measured during the run")
+    demo.add_argument("--seed", type=int, default=None, help=f"(default {plan.seed})")
+    demo.add_argument("--steps", type=int, default=None,
+                      help="learner steps per algorithm (default: sized to --minutes; with --steps no budget)")
+    demo.add_argument("--held-out", type=int, default=None, help=f"held-out problems evaluated (default {plan.held_out})")
+    demo.add_argument("--n-eval", type=int, default=None,
+                      help=f"samples per held-out problem, pass@K up to it (default {plan.n_eval})")
+    demo.add_argument("--algos", default=None, metavar="A,B,...",
+                      help=f"arms (default {','.join(plan.arms)}; also nsr, w_reinforce, kl_cov); grpo and simko always run")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a field of both arms' JobSpec (e.g. learner.lr=1e-4)")
+                      help="override a field of every arm's JobSpec (e.g. learner.lr=3e-5)")
     demo.set_defaults(handler=_demo)
 
     train = sub.add_parser("train", help="run a training job locally from a JobSpec YAML")
@@ -233,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("config")
     submit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a JobSpec field")
     for name, text in (("status", "show one job, or all jobs"), ("cancel", "cancel a job"),
+                       ("resume", "resume a failed or cancelled job from its newest checkpoint"),
                        ("logs", "print a job's step metrics (JSON lines)"), ("scale", "resize a job's rollout pool")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("job_id", nargs="?" if name == "status" else None)
@@ -240,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("replicas", type=int)
         if name == "logs":
             cmd.add_argument("--follow", "-f", action="store_true")
-    for cmd in (submit, *(sub.choices[n] for n in ("status", "cancel", "logs", "scale"))):
+    for cmd in (submit, *(sub.choices[n] for n in ("status", "cancel", "resume", "logs", "scale"))):
         cmd.add_argument("--api", default="http://127.0.0.1:8000", help="job API base URL")
         cmd.add_argument("--token", default=None, help="bearer token (default: $SIMKO_API_TOKEN)")
         cmd.set_defaults(handler=_api_command)

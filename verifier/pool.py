@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 
 import psutil
 
+from services.wire.lifetime import child_env
 from services.wire.verdicts import DEFAULT_EXTRACTION, Extraction, Verdict
 from verifier.worker import READY
 
@@ -60,7 +61,9 @@ class _Worker:
                "--memory-mb", str(self._memory_mb), "--max-response-chars", str(self._max_chars)]
         # Single-threaded graders; a fixed hash seed makes sympy take the same simplification path
         # every time, so a given item always gets the same verdict (and the same timeout).
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+        # child_env: the worker sets the parent-death signal first thing (services/wire/lifetime.py),
+        # so a SIGKILLed service takes its graders along, even one stuck in C code.
+        env = child_env(dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0"))
         self.process = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env=env,
                                         stdin=subprocess.DEVNULL)
         child_sock.close()
@@ -135,17 +138,22 @@ class GraderPool:
         self._workers = [_Worker(memory_mb, max_response_chars, start_timeout_s) for _ in range(size)]
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="grader-dispatch")
+        # Every worker is started from this one thread, which lives until close(): the parent-death
+        # signal fires when the *thread* that forked a worker exits, and `grade` may be called from
+        # short-lived caller threads.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-spawn")
         self._lock = threading.Lock()
         self.restarts = 0
         self.timeouts = 0
         self.crashes = 0
         self._started = False
+        self._closing = False  # close() has begun: nothing is (re)spawned or dispatched any more
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> GraderPool:
         """Spawn all workers (in parallel) and wait until each has imported the graders."""
         for w in self._workers:
-            w.spawn()
+            self._spawn(w)
         for w in self._workers:
             w.wait_ready()
             self._idle.put(w)
@@ -153,7 +161,14 @@ class GraderPool:
         return self
 
     def close(self) -> None:
+        # SIGKILL the graders first: a busy one would otherwise hold its dispatch thread (and so
+        # shutdown()) until its deadline, and a stopping service must not wait that long.
+        self._closing = True
+        for w in self._workers:
+            if w.alive():
+                w.process.kill()
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._spawner.shutdown(wait=True)
         for w in self._workers:
             w.kill()
         self._started = False
@@ -206,9 +221,13 @@ class GraderPool:
             if self.memory_mb > 0 and worker.rss_mb() > self.memory_mb:
                 return "memory"
 
+    def _spawn(self, worker: _Worker) -> None:
+        if not self._closing:
+            self._spawner.submit(worker.spawn).result()
+
     def _replace(self, worker: _Worker, why: str) -> None:
         worker.kill()
-        worker.spawn()  # start now; readiness is awaited lazily at the next dispatch
+        self._spawn(worker)  # start now; readiness is awaited lazily at the next dispatch
         with self._lock:
             self.restarts += 1
         log.info("replaced grader worker (%s)", why)
@@ -216,6 +235,8 @@ class GraderPool:
     def _grade_on(self, worker: _Worker, item: Item, retry_dead: bool = True) -> Verdict:
         # A ready, idle worker never writes unprompted: a readable socket means EOF, i.e. it died
         # (possibly so recently that the process is not reaped yet).
+        if self._closing:
+            return Verdict.failed("error", None, "the grader pool is shutting down")
         if worker.process is None or not worker.alive() or (worker.ready and _readable(worker)):
             self._replace(worker, "found dead")
         elif worker.items_done >= self.recycle_after:
@@ -223,7 +244,7 @@ class GraderPool:
         try:
             worker.wait_ready()
         except RuntimeError as err:
-            worker.spawn()  # try again on the next item rather than losing a slot for good
+            self._spawn(worker)  # try again on the next item rather than losing a slot for good
             return Verdict.failed("error", None, str(err))
         assert worker.conn is not None
         try:

@@ -14,6 +14,8 @@ import os
 import resource
 from multiprocessing.connection import Connection
 
+from services.wire.lifetime import die_with_parent
+
 READY = "ready"
 
 
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-mb", type=int, default=0, help="resident memory cap; 0 = none")
     parser.add_argument("--max-response-chars", type=int, default=32_000)
     args = parser.parse_args(argv)
+    die_with_parent()  # SIGKILLed with the pool's process, however that one ends (SIMKO_PARENT_PID)
     if args.memory_mb > 0:
         # The cap itself is enforced on resident memory (by the parent while it waits, and here after
         # each item). RLIMIT_AS is only a backstop against a single giant allocation, set well above

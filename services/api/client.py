@@ -1,4 +1,4 @@
-"""A small synchronous client for the job API (used by `simko submit/status/cancel/logs/scale`)."""
+"""A small synchronous client for the job API (used by `simko submit/status/cancel/resume/logs/scale`)."""
 from __future__ import annotations
 
 import os
@@ -43,6 +43,10 @@ class JobApiClient:
 
     def cancel(self, job_id: str) -> dict:
         return self._call("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def resume(self, job_id: str) -> dict:
+        """A failed or cancelled job continues from its newest checkpoint (ApiError 409 otherwise)."""
+        return self._call("POST", f"/v1/jobs/{job_id}/resume")
 
     def scale(self, job_id: str, replicas: int) -> dict:
         return self._call("POST", f"/v1/jobs/{job_id}/workers", json={"replicas": replicas})

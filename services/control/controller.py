@@ -17,13 +17,16 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
 
 from learner.actor import LearnerGroup
+from learner.checkpoint import latest_checkpoint
 from learner.config import LearnerJob
 from rollout.config import RolloutJob
 from services.control.feeder import PromptFeeder, PromptSupply, load_job_data
@@ -34,6 +37,7 @@ from services.control.loop import NoControl, Training, train
 from services.control.metrics_log import MetricsLog
 from services.control.rollout_pool import RolloutPool
 from services.models import resolve_model_path
+from services.wire.lifetime import start_reaper
 from services.wire.streams import QueueConfig, RedisStream, prompts_stream, rollouts_stream
 from services.wire.weight_registry import get_or_create_registry, kill_registry
 
@@ -49,13 +53,25 @@ class JobContext:
     verifier_url: str
     store: JobStore | None = None  # job state for the API; None for a bare `simko train`
     on_step: Callable[[dict], None] | None = None  # progress display
+    startup: dict[str, float] = field(default_factory=dict)  # startup/* seconds, logged with step 1
+
+
+@contextmanager
+def timed(into: dict[str, float], key: str):
+    """Adds the block's wall time to into[key] (the start-up breakdown)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        into[key] = into.get(key, 0.0) + time.perf_counter() - started
 
 
 def learner_job(ctx: JobContext) -> LearnerJob:
     s = ctx.spec
     return LearnerJob(model_path=s.model.path, temperature=s.rollout.temperature,
                       max_response_tokens=s.rollout.max_tokens, seed=s.trainer.seed, learner=s.learner,
-                      algorithm=s.algorithm, checkpoint_dir=str(ctx.run_dir / "checkpoints"), job_id=ctx.job_id)
+                      algorithm=s.algorithm, checkpoint_dir=str(ctx.run_dir / "checkpoints"), job_id=ctx.job_id,
+                      weight_sync=s.rollout.weight_sync)
 
 
 def rollout_job(ctx: JobContext) -> RolloutJob:
@@ -96,22 +112,33 @@ def run_training(ctx: JobContext) -> JobState:
                           max_staleness=spec.trainer.max_staleness)
     mirror = (lambda m: ctx.store.append_metrics(ctx.job_id, m)) if ctx.store is not None else None
     get_or_create_registry(ctx.job_id, on_this_node=True)  # before any rank or worker asks for it
-    learner = LearnerGroup.create(learner_job(ctx), redis_url=ctx.redis_url)
     pool = RolloutPool(rollout_job(ctx))
+    if latest_checkpoint(ctx.run_dir / "checkpoints") is None:
+        # Nothing to resume: the workers start from the model directory's weights, as the learner
+        # does, so their vLLM engines (the slowest start-up) come up while the learner ranks build
+        # theirs. On a resume they start after the learner has republished its restored weights.
+        with timed(ctx.startup, "startup/rollout_spawn_s"):
+            pool.resize(spec.rollout.workers)
+    with timed(ctx.startup, "startup/learner_init_s"):
+        learner = LearnerGroup.create(learner_job(ctx), redis_url=ctx.redis_url)
+
+    def new_learner() -> LearnerGroup:  # after a rank died: the surviving ranks go too
+        training.learner.kill()
+        return LearnerGroup.create(learner_job(ctx), redis_url=ctx.redis_url)
     # metrics.jsonl + the trackers of trainer.loggers; closed (tracker runs finished) whatever happens.
     metrics = MetricsLog.for_job(ctx.run_dir, spec, job_id=ctx.job_id, mirror=mirror, on_step=ctx.on_step)
+    training = Training(spec=spec, run_dir=ctx.run_dir, learner=learner, rollout=pool, supply=supply, metrics=metrics,
+                        control=StoreControl(ctx.store, ctx.job_id) if ctx.store is not None else NoControl(),
+                        eval_examples=eval_examples, startup=ctx.startup, new_learner=new_learner)
     succeeded = False
     try:
-        outcome = train(Training(spec=spec, run_dir=ctx.run_dir, learner=learner, rollout=pool, supply=supply,
-                                 metrics=metrics,
-                                 control=StoreControl(ctx.store, ctx.job_id) if ctx.store is not None else NoControl(),
-                                 eval_examples=eval_examples))
+        outcome = train(training)
         succeeded = True
         return outcome
     finally:
         metrics.close(success=succeeded)
         pool.stop_all()
-        learner.kill()
+        training.learner.kill()
         kill_registry(ctx.job_id)
         prompts.close()
         rollouts.close()
@@ -135,12 +162,20 @@ def run_job(spec: JobSpec, *, job_id: str, run_dir: Path, ray_address: str | Non
             store: JobStore | None = None, on_step: Callable[[dict], None] | None = None) -> JobState:
     """Start what the spec does not point at (redis, verifier, Ray), train, stop it all."""
     spec = spec.model_copy(update={"model": spec.model.model_copy(update={"path": resolve_model_path(spec.model.path)})})
-    with LocalStack(run_dir, redis_url=spec.infra.redis_url, verifier_url=spec.verifier.url,
-                    verifier_workers=spec.verifier.workers) as stack:
-        init_ray(ray_address or spec.infra.ray_address, spec)
+    # Whatever this job starts dies with this process, also what the parent-death signal cannot
+    # reach (a local Ray's node processes and theirs): services/wire/lifetime.py.
+    start_reaper()
+    startup: dict[str, float] = {}
+    stack = LocalStack(run_dir, redis_url=spec.infra.redis_url, verifier_url=spec.verifier.url,
+                       verifier_workers=spec.verifier.workers)
+    entered = time.perf_counter()
+    with stack:
+        startup["startup/local_stack_s"] = time.perf_counter() - entered
+        with timed(startup, "startup/ray_init_s"):
+            init_ray(ray_address or spec.infra.ray_address, spec)
         try:
             ctx = JobContext(job_id=job_id, spec=spec, run_dir=run_dir, redis_url=stack.redis_url,
-                             verifier_url=stack.verifier_url, store=store, on_step=on_step)
+                             verifier_url=stack.verifier_url, store=store, on_step=on_step, startup=startup)
             return run_training(ctx)
         finally:
             ray.shutdown()

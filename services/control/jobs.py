@@ -2,7 +2,11 @@
 job API can restart without losing jobs; controllers write progress, the API reads it.
 
 Keys: simko:jobs (set of ids), simko:job:{id} (hash: the record), simko:job:{id}:metrics (list of
-JSON step metrics), simko:job:{id}:control (hash: cancel flag, desired rollout workers).
+JSON step metrics), simko:job:{id}:control (hash: cancel flag and time, desired rollout workers),
+simko:job:{id}:controller (hash: the identity of the attempt's controller process, ControllerProcess).
+
+The controller process identity is a key of its own, written only by the API that launched it, so
+it never races with the controller's own read-modify-write updates of the record.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ class JobRecord:
     step: int = 0
     error: str | None = None
     controller_pid: int | None = None
+    attempt: int = 1  # 1 for the submitted run, +1 per POST /v1/jobs/{id}/resume
 
     def public(self, with_spec: bool = True) -> dict[str, Any]:
         out = asdict(self)
@@ -60,6 +65,25 @@ class JobRecord:
         values = json.loads(data["json"])
         values["state"] = JobState(values["state"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class ControllerProcess:
+    """Which process runs a job's attempt: enough for any API process (a restarted one included) to
+    tell whether it still runs and to signal it without ever hitting a recycled pid."""
+
+    pid: int
+    host: str  # hostname of the machine (container) it runs on
+    boot_id: str  # that host's kernel boot: a reboot ends every process
+    start: str  # the process's start time token (clock ticks since boot): a recycled pid differs
+    attempt: int
+
+    def to_hash(self) -> dict[str, str]:
+        return {"json": json.dumps(asdict(self))}
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> "ControllerProcess":
+        return cls(**json.loads(data["json"]))
 
 
 def new_job_id(name: str) -> str:
@@ -112,10 +136,20 @@ class JobStore:
 
     # control -------------------------------------------------------------------------------
     def request_cancel(self, job_id: str) -> None:
-        self.kv.hset(self._key(job_id, ":control"), {"cancel": "1"})
+        # The time lets an API that restarts during the grace period finish enforcing the cancel.
+        self.kv.hset(self._key(job_id, ":control"), {"cancel": "1", "cancel_at": repr(time.time())})
+
+    def clear_cancel(self, job_id: str) -> None:
+        self.kv.hset(self._key(job_id, ":control"), {"cancel": "0"})
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.kv.hget(self._key(job_id, ":control"), "cancel") == "1"
+
+    def cancel_requested_at(self, job_id: str) -> float | None:
+        if not self.cancel_requested(job_id):
+            return None
+        value = self.kv.hget(self._key(job_id, ":control"), "cancel_at")
+        return float(value) if value is not None else None
 
     def set_desired_workers(self, job_id: str, replicas: int) -> None:
         self.kv.hset(self._key(job_id, ":control"), {"workers": str(replicas)})
@@ -123,3 +157,11 @@ class JobStore:
     def desired_workers(self, job_id: str) -> int | None:
         value = self.kv.hget(self._key(job_id, ":control"), "workers")
         return int(value) if value is not None else None
+
+    # the controller process ----------------------------------------------------------------
+    def set_controller(self, job_id: str, process: ControllerProcess) -> None:
+        self.kv.hset(self._key(job_id, ":controller"), process.to_hash())
+
+    def controller(self, job_id: str) -> ControllerProcess | None:
+        data = self.kv.hgetall(self._key(job_id, ":controller"))
+        return ControllerProcess.from_hash(data) if data else None

@@ -59,6 +59,9 @@ class TrainerSection(_Section):
     eval_problems: int = Field(64, ge=1)
     export_final: bool = True  # write the final model in Hugging Face format
     rollout_timeout_s: float = Field(1800.0, gt=0)  # fail the job when no scored group arrives this long
+    # Restart budget: restarts of the learner group (from its newest checkpoint) plus replacements
+    # of dead rollout workers; one more fails the job instead of looping on a persistent fault.
+    max_restarts: int = Field(5, ge=0)
     seed: int = 0
     # Where each step's metrics go: metrics.jsonl always, plus TensorBoard (RUN_DIR/tensorboard),
     # W&B (its environment variables apply: WANDB_MODE=offline writes RUN_DIR/wandb) and MLflow.

@@ -5,6 +5,7 @@ Used by `simko train` (and the tests): a job on one machine needs no manual set-
 """
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -12,11 +13,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.wire.lifetime import wrap_argv
+
+log = logging.getLogger("simko.local_stack")
 
 class StackError(RuntimeError):
     """A child service failed to start; the message says which and where its log is."""
@@ -71,8 +77,10 @@ def _spawn(name: str, argv: list[str], log_dir: Path | None, env: dict | None = 
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{name}.log"
         stdout = open(log_path, "ab")
-    # A new session so stop() can signal the service and everything it forked (grader processes).
-    proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True,
+    # A new session so stop() can signal the service and everything it forked (grader processes);
+    # exec'd through services.wire.lifetime so it is SIGKILLed if we die without running stop()
+    # (SIGKILL, OOM): the parent-death signal, set from this (the owner's main) thread.
+    proc = subprocess.Popen(wrap_argv(argv), stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True,
                             env=env)
     if stdout is not subprocess.DEVNULL:
         stdout.close()
@@ -146,37 +154,73 @@ def start_verifier(*, port: int | None = None, workers: int = 2, log_dir: Path |
 
 class LocalStack(ExitStack):
     """Starts redis / the verifier when the job gives no address; stops them on exit (also on
-    SIGTERM, which is turned into SystemExit so the `with` block unwinds)."""
+    SIGTERM, which is turned into SystemExit so the `with` block unwinds, and SIGINT, which is
+    KeyboardInterrupt). Should the owner die without unwinding (SIGKILL), the children's
+    parent-death signal ends them (services/wire/lifetime.py)."""
 
-    def __init__(self, run_dir: Path, *, redis_url: str | None, verifier_url: str | None, verifier_workers: int = 2):
+    def __init__(self, run_dir: Path, *, redis_url: str | None, verifier_url: str | None, verifier_workers: int = 2,
+                 watch_s: float = 1.0):
         super().__init__()
         self.run_dir = run_dir
         self.redis_url = redis_url
         self.verifier_url = verifier_url
         self.verifier_workers = verifier_workers
-        self.services: list[ChildService] = []
+        self.services: dict[str, ChildService] = {}
+        self.restarts: dict[str, int] = {}
+        self._starters: dict[str, Callable[[], ChildService]] = {}
+        self._watch_s = watch_s
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def __enter__(self) -> "LocalStack":
         super().__enter__()
         if threading_is_main():
             previous = signal.signal(signal.SIGTERM, _raise_system_exit)
             self.callback(signal.signal, signal.SIGTERM, previous)
+        self.callback(self._stop_all)
         logs = self.run_dir / "logs"
-        if self.redis_url is None:
-            self.redis_url = self._own(start_redis(self.run_dir / "redis", log_dir=logs)).url
+        if self.redis_url is None:  # each on a port of its own, kept for its restarts
+            self.redis_url = self._own("redis", lambda port=free_port(): start_redis(
+                self.run_dir / "redis", port=port, log_dir=logs)).url
         if self.verifier_url is None:
-            self.verifier_url = self._own(start_verifier(workers=self.verifier_workers, log_dir=logs)).url
+            self.verifier_url = self._own("verifier", lambda port=free_port(): start_verifier(
+                port=port, workers=self.verifier_workers, log_dir=logs)).url
+        if self.services:
+            self._watcher = threading.Thread(target=self._watch, name="local-stack-watch", daemon=True)
+            self._watcher.start()
         return self
 
-    def _own(self, service: ChildService) -> ChildService:
-        self.services.append(service)
-        self.callback(service.stop)
-        return service
+    def _own(self, name: str, start: Callable[[], ChildService]) -> ChildService:
+        self._starters[name] = start
+        self.services[name] = start()
+        return self.services[name]
+
+    def _watch(self) -> None:
+        """Restart a service that died (killed, OOM) on its port, so the job's clients reconnect:
+        the verifier comes back as it was; a private redis-server comes back empty (no persistence)
+        and the prompt supply re-publishes what was lost (PromptSupply.recover_lost). The restarted
+        child's parent-death signal is tied to this thread, which lives until the stack stops."""
+        while not self._stopping.wait(self._watch_s):
+            for name, service in list(self.services.items()):
+                if service.proc.poll() is None or self._stopping.is_set():
+                    continue
+                log.warning("%s exited with code %s; restarting it (log: %s)", name, service.proc.returncode,
+                            service.log_path)
+                try:
+                    self.services[name] = self._starters[name]()
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                except StackError as exc:  # e.g. the port was taken meanwhile: try again next round
+                    log.error("could not restart %s: %s", name, exc)
+
+    def _stop_all(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=30)
+        for service in reversed(list(self.services.values())):
+            service.stop()
 
 
 def threading_is_main() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 

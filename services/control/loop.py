@@ -11,6 +11,8 @@
         ACK the batch                                               (only now: a crash before redelivers it)
         log the step's metrics; evaluate pass@K every eval_every steps; checkpoint every save_every
     checkpoint, export the final model in Hugging Face format
+    a learner rank dies anywhere in there: rebuild the group, resume from the newest checkpoint, go on
+    (learner restarts + dead rollout workers replaced <= trainer.max_restarts, else the job fails)
 
 The collaborators are plain objects with typed methods: a `learner` (learner.actor.LearnerGroup
 for the Ray ranks, or a learner.learner.Learner in one process), a `rollout` pool
@@ -21,10 +23,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from learner.errors import LearnerLost
+
+from services.control.breakdown import since_process_start, step_breakdown
 from services.control.feeder import PromptSupply
 from services.control.jobs import JobState
 from services.control.jobspec import JobSpec
@@ -89,16 +95,64 @@ class Training:
     control: JobControl
     eval_examples: list[Example] | None = None  # the first trainer.eval_problems of data.eval
     poll_s: float = 20.0  # how long one pull waits before the loop checks health / cancel
+    startup: dict[str, float] = field(default_factory=dict)  # startup/* seconds so far (the controller's)
+    # Builds a fresh learner group (the controller's: kill the old ranks, create new ones); None:
+    # a lost learner fails the job.
+    new_learner: Callable[[], LearnerSide] | None = None
+    learner_restarts: int = 0
+    rollout_replaced: float = 0.0  # the pool's count of replaced dead workers, as last seen
 
 
 def train(t: Training) -> JobState:
-    """Run the job's updates; returns SUCCEEDED or CANCELLED (raises on failure)."""
-    spec, learner, rollout = t.spec, t.learner, t.rollout
-    learner.resume()
-    learner.start()
-    state = learner.state()
-    t.supply.feeder.fed = trained_groups(state)  # the data cursor: re-feed what was not trained yet
-    rollout.resize(spec.rollout.workers)
+    """Run the job's updates; returns SUCCEEDED or CANCELLED (raises on failure). A learner group
+    that loses a rank is rebuilt from its newest checkpoint (t.new_learner), within the job's
+    restart budget (trainer.max_restarts, shared with dead rollout workers' replacements)."""
+    started = time.perf_counter()
+    state = start_learner(t)
+    t.startup["startup/resume_s"] = time.perf_counter() - started
+    t.rollout.resize(t.spec.rollout.workers)
+    while True:
+        try:
+            return run_steps(t, state)
+        except LearnerLost as exc:
+            state = restart_learner(t, exc)
+
+
+def start_learner(t: Training) -> dict:
+    """Resume from the newest checkpoint (if any), republish if needed; the data cursor follows."""
+    t.learner.resume()
+    t.learner.start()
+    state = t.learner.state()
+    t.supply.feeder.fed = trained_groups(state)  # re-feed what was not trained yet
+    return state
+
+
+def restart_learner(t: Training, exc: LearnerLost) -> dict:
+    """The whole group again from its newest checkpoint: the updates since are redone from the
+    re-fed prompts, the batch in flight stays un-ACKed in the stream and is redelivered (the
+    restored applied-group window drops what the checkpoint already holds)."""
+    if t.new_learner is None:
+        raise exc
+    t.learner_restarts += 1
+    check_restart_budget(t, t.rollout_replaced)
+    log.error("learner lost (%s); restart %d of at most %d from the newest checkpoint", exc,
+              t.learner_restarts, t.spec.trainer.max_restarts)
+    t.learner = t.new_learner()
+    return start_learner(t)
+
+
+def check_restart_budget(t: Training, rollout_replaced: float) -> None:
+    """Raise once learner restarts plus rollout worker replacements exceed trainer.max_restarts."""
+    t.rollout_replaced = rollout_replaced
+    spent = t.learner_restarts + int(rollout_replaced)
+    if spent > t.spec.trainer.max_restarts:
+        raise RuntimeError(f"restart budget spent: {t.learner_restarts} learner restarts + {int(rollout_replaced)} "
+                           f"rollout worker replacements > trainer.max_restarts={t.spec.trainer.max_restarts}")
+
+
+def run_steps(t: Training, state: dict) -> JobState:
+    spec, rollout = t.spec, t.rollout
+    previous: dict[str, float] = {}  # the rollout side's totals at the previous step
     while state["step"] < spec.trainer.steps:
         if t.control.cancel_requested():
             return JobState.CANCELLED
@@ -111,25 +165,34 @@ def train(t: Training) -> JobState:
         if not wait_for_batch(t, trained=trained_groups(state), version=state["weight_version"]):
             return JobState.CANCELLED
         waited = time.perf_counter() - started
-        metrics = learner.update()
+        metrics = t.learner.update()
         if metrics["learner/optimizer_steps"]:
-            metrics["perf/publish_s"] = learner.publish()
-        learner.ack()
-        state = learner.state()
+            metrics["perf/publish_s"] = t.learner.publish()
+        t.learner.ack()
+        state = t.learner.state()
 
-        metrics.update(rollout.metrics())
+        current = rollout.metrics()
+        check_restart_budget(t, current.get("rollout/workers_replaced", 0.0))
+        metrics.update(current)
         metrics.update(t.supply.metrics())
+        step_s = time.perf_counter() - started
         metrics.update({"trainer/step": state["step"], "perf/wait_for_batch_s": waited,
-                        "perf/step_s": time.perf_counter() - started, "time": time.time()})
+                        "perf/step_s": step_s, "time": time.time(), "trainer/learner_restarts": t.learner_restarts})
+        metrics.update(step_breakdown(previous, current, step_s, waited))
+        previous = current
+        if t.startup:  # this process's start-up (the controller's parts, the loop's) with its first step
+            metrics.update(t.startup)
+            metrics["startup/first_step_s"] = since_process_start()
+            t.startup = {}
         if spec.trainer.eval_every and state["step"] % spec.trainer.eval_every == 0 and t.eval_examples:
             metrics.update(evaluate(t, state["step"]))
         t.metrics.write(metrics)
         t.control.report_step(state["step"])
         if spec.trainer.save_every and state["step"] % spec.trainer.save_every == 0:
-            learner.save_checkpoint()
-    learner.save_checkpoint()
+            t.learner.save_checkpoint()
+    t.learner.save_checkpoint()
     if spec.trainer.export_final:
-        learner.export(str(t.run_dir / "final"))
+        t.learner.export(str(t.run_dir / "final"))
     return JobState.SUCCEEDED
 
 
@@ -152,7 +215,8 @@ def wait_for_batch(t: Training, *, trained: int, version: int) -> bool:
                 return True
             if t.control.cancel_requested():
                 return False
-            t.rollout.metrics()  # health check: replaces dead workers (their prompts are reclaimed)
+            # health check: replaces dead workers (their prompts are reclaimed), within the budget
+            check_restart_budget(t, t.rollout.metrics().get("rollout/workers_replaced", 0.0))
             t.supply.recover_lost(trained, version)
             if refill:
                 t.supply.top_up(t.learner.consumed(), version=version)

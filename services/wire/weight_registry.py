@@ -1,7 +1,11 @@
-"""The Ray object-store weight transport: a named registry actor per job holding {version: ObjectRef}.
+"""The Ray weight transports: a named registry actor per job holding {version: boxed value}.
 
     learner rank 0:  RayWeights(job_id).publish(v, state_dict)   # ray.put(numpy) + register the ref
     rollout worker:  RayWeights(job_id).fetch(v)                   # ray.get: zero-copy numpy views
+
+    rollout.weight_sync = broadcast (weights_for picks the class):
+    learner rank 0:  RayBroadcastWeights(job_id).publish(v, sd)   # pack + serve, register the offer
+    rollout worker:  RayBroadcastWeights(job_id).offer(v)          # the metadata; tensors by broadcast
 
 The registry holds references only, never tensors, so it stays tiny. An object made with `ray.put`
 is owned by the process that put it: if the learner dies, its versions die with it (workers keep
@@ -14,7 +18,10 @@ from collections.abc import Mapping
 import ray
 import torch
 
+from services.wire.weight_broadcast import BroadcastOffer, BroadcastServer
 from services.wire.weights import StateDict, WeightVersionUnavailable, to_numpy_state_dict
+
+WEIGHT_SYNCS = ("object_store", "broadcast")  # the values of rollout.weight_sync
 
 
 class WeightRegistry:
@@ -95,7 +102,45 @@ class RayWeights:
         return ray.get(boxed[0], timeout=self._timeout_s)
 
 
-def connect_ray_weights(job_id: str, *, address: str = "auto") -> RayWeights:
+class RayBroadcastWeights:
+    """WeightPublisher and BroadcastSource over the job's registry actor: the registry holds each
+    version's offer (plain metadata, a few KB), the publisher's BroadcastServer the packed tensors."""
+
+    def __init__(self, job_id: str, *, timeout_s: float = 60.0):
+        self.job_id = job_id
+        self._registry = get_or_create_registry(job_id)
+        self._timeout_s = timeout_s
+        self._server: BroadcastServer | None = None  # only a publishing process hosts one
+
+    def publish(self, version: int, state_dict: Mapping[str, torch.Tensor]) -> None:
+        if self._server is None:  # reachable from the other nodes at this node's address
+            self._server = BroadcastServer(ray.util.get_node_ip_address())
+        offer = self._server.publish(version, state_dict)
+        ray.get(self._registry.publish.remote(version, [offer.to_dict()]), timeout=self._timeout_s)
+
+    def latest_version(self) -> int:
+        return ray.get(self._registry.latest_version.remote(), timeout=self._timeout_s)
+
+    def offer(self, version: int) -> BroadcastOffer:
+        boxed = ray.get(self._registry.get.remote(version), timeout=self._timeout_s)
+        if boxed is None:
+            raise WeightVersionUnavailable(version)
+        return BroadcastOffer.from_dict(boxed[0])
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+def weights_for(job_id: str, weight_sync: str = "object_store") -> RayWeights | RayBroadcastWeights:
+    """The job's transport for rollout.weight_sync (the learner and every worker use the same one)."""
+    if weight_sync not in WEIGHT_SYNCS:
+        raise ValueError(f"weight_sync: must be one of {WEIGHT_SYNCS}, got {weight_sync!r}")
+    return RayBroadcastWeights(job_id) if weight_sync == "broadcast" else RayWeights(job_id)
+
+
+def connect_ray_weights(job_id: str, *, address: str = "auto", weight_sync: str = "object_store"
+                        ) -> RayWeights | RayBroadcastWeights:
     """For a plain-process rollout worker: join the Ray cluster at `address` and read the job's registry."""
     ray.init(address=address, ignore_reinit_error=True)
-    return RayWeights(job_id)
+    return weights_for(job_id, weight_sync)

@@ -9,6 +9,10 @@ transport implements both, so a test (or a single process) can hand the same obj
 - `DirectoryWeights`: versioned safetensors on a shared filesystem, `root/v00000003/model.safetensors`,
   written atomically (rename), which is also what vLLM's `reload_weights(weights_path=...)` reads.
 - `services.wire.weight_registry.RayWeights`: the Ray object store (the default in a cluster).
+- By broadcast (`rollout.weight_sync: broadcast`): `services.wire.weight_broadcast.BroadcastWeights`
+  (in-process) and `services.wire.weight_registry.RayBroadcastWeights` publish like the others but
+  are a `BroadcastSource`: a worker gets an offer (metadata) and receives the tensors straight into
+  its engine, never as a whole state dict.
 Versions only grow; a transport keeps the newest few and raises WeightVersionUnavailable for others.
 """
 from __future__ import annotations
@@ -44,6 +48,17 @@ class WeightSource(Protocol):
 
     def fetch(self, version: int) -> StateDict:
         """Full state dict (checkpoint names) of `version`; WeightVersionUnavailable if gone."""
+
+
+@runtime_checkable
+class BroadcastSource(Protocol):
+    """A source whose tensors arrive by broadcast (services.wire.weight_broadcast), not by fetch."""
+
+    def latest_version(self) -> int:
+        """The newest published version; 0 when nothing was published (the initial weights)."""
+
+    def offer(self, version: int):
+        """The BroadcastOffer serving `version` or newer; WeightVersionUnavailable if none does."""
 
 
 def to_numpy_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:

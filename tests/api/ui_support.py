@@ -21,7 +21,7 @@ def api_process(redis_url: str, runs_dir: Path, token: str, log_path: Path, **en
     """`uvicorn services.api.app:create_app` on a free port; yields (base URL, authorised client)."""
     port = free_port()
     env = dict(os.environ, SIMKO_API_TOKEN=token, SIMKO_API_REDIS_URL=redis_url, SIMKO_API_RUNS_DIR=str(runs_dir),
-               **env_extra)
+               SIMKO_API_ALLOWED_ROOTS=str(ROOT), **env_extra)  # jobs use the repository's configs and data
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "services.api.app:create_app", "--factory",
                                  "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,

@@ -21,6 +21,7 @@ from learner.learner import Learner
 from services.control.feeder import PromptFeeder, PromptSupply
 from services.control.jobs import JobState
 from services.control.jobspec import JobSpec
+from learner.errors import LearnerLost
 from services.control.loop import NoControl, Training, train
 from services.control.metrics_log import MetricsLog
 from services.data import Example
@@ -175,3 +176,53 @@ def test_cancel_stops_at_a_step_boundary_and_a_rerun_resumes(tmp_path, redis_url
     assert [r["trainer/step"] for r in logged] == [1, 2, 3]
     assert [r["learner/weight_version"] for r in logged] == [1, 3, 4]  # v2 = the restored weights republished
     assert logged[-1]["batch/groups_in"] == 2
+
+
+def dies_at(learner: Learner, step: int) -> Learner:
+    """The learner's update raises LearnerLost at `step` (what LearnerGroup reports when a rank's
+    process is gone; the real SIGKILL of a rank is tests/integration/test_train_job.py's)."""
+    real_update = learner.update
+
+    def update() -> dict:
+        if learner.engine.state.step + 1 == step:
+            raise LearnerLost("rank 0 died (injected)")
+        return real_update()
+
+    learner.update = update
+    return learner
+
+
+def test_a_lost_learner_restarts_from_its_checkpoint_within_the_budget(tmp_path, redis_url, tiny_model_dir):
+    job_id = uuid.uuid4().hex[:8]
+    t, _ = make_training(tmp_path, redis_url, tiny_model_dir, job_id, steps=4, save_every=1, max_restarts=1)
+    dies_at(t.learner, 3)
+    builds = []
+
+    def new_learner() -> Learner:
+        # the same checkpoint dir, streams and weight registry (the job's), a new learner
+        fresh, _ = make_training(tmp_path, redis_url, tiny_model_dir, job_id, published=t.learner.publisher)
+        builds.append(fresh.learner)
+        return fresh.learner
+
+    t.new_learner = new_learner
+    try:
+        assert train(t) is JobState.SUCCEEDED
+    finally:
+        t.rollout.stop()
+    assert len(builds) == 1 and t.learner is builds[0]
+    logged = rows(tmp_path)
+    assert [r["trainer/step"] for r in logged] == [1, 2, 3, 4]  # step 3 redone after the checkpoint of 2
+    assert [r["trainer/learner_restarts"] for r in logged] == [0, 0, 1, 1]
+    assert logged[2]["learner/weight_version"] == logged[1]["learner/weight_version"] + 2  # republished, then v+1
+
+
+def test_the_restart_budget_fails_the_job_instead_of_looping(tmp_path, redis_url, tiny_model_dir):
+    job_id = uuid.uuid4().hex[:8]
+    t, _ = make_training(tmp_path, redis_url, tiny_model_dir, job_id, steps=3, save_every=1, max_restarts=0)
+    dies_at(t.learner, 2)
+    t.new_learner = lambda: pytest.fail("no restart is left in a budget of 0")
+    try:
+        with pytest.raises(RuntimeError, match="trainer.max_restarts=0"):
+            train(t)
+    finally:
+        t.rollout.stop()

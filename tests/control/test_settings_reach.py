@@ -33,7 +33,7 @@ CHANGED = {
                 "tensor_parallel_size": 2, "gpu_memory_utilization": 0.5, "kv_cache_bytes": 1 << 28,
                 "max_num_batched_tokens": 4096, "enforce_eager": True, "enable_prefix_caching": False,
                 "batch_groups": 5, "pipeline": False, "block_ms": 250, "backpressure_bound": 64,
-                "reclaim_idle_ms": 5000, "weight_wait_s": 9.0, "metrics_interval_s": 7.0, "num_cpus": 2.0,
+                "reclaim_idle_ms": 5000, "weight_wait_s": 9.0, "weight_sync": "broadcast", "metrics_interval_s": 7.0, "num_cpus": 2.0,
                 "num_gpus": 1.0, "resources": {"rollout": 1.0}},
     "learner": {"lr": 3e-6, "warmup_steps": 4, "weight_decay": 0.1, "betas": [0.8, 0.95], "adam_eps": 1e-6,
                 "grad_clip": 0.5, "zero_stage": 2, "precision": "bf16", "gradient_checkpointing": True,
@@ -42,7 +42,7 @@ CHANGED = {
                 "read_block_ms": 50, "reclaim_idle_ms": 999, "world_size": 2, "num_cpus": 3.0, "num_gpus": 1.0,
                 "resources": {"learner": 0.5}},
     "trainer": {"steps": 12, "max_staleness": 1, "save_every": 3, "eval_every": 6, "eval_n": 16,
-                "eval_problems": 10, "export_final": False, "rollout_timeout_s": 60.0, "seed": 5,
+                "eval_problems": 10, "export_final": False, "rollout_timeout_s": 60.0, "max_restarts": 2, "seed": 5,
                 "loggers": ["jsonl", "tensorboard", "wandb", "mlflow"],
                 "tracking": {"project": "p", "run_name": "r", "tags": ["t"], "mlflow_tracking_uri": "file:///tmp/m"}},
     "verifier": {"url": "http://v:8001", "workers": 3, "timeout_s": 5.0, "deadline_s": 9.0, "max_batch": 16,
@@ -118,6 +118,7 @@ def test_the_controller_hands_each_component_its_sections(spec, tmp_path):
     assert (lj.model_path, lj.temperature, lj.max_response_tokens, lj.seed) == ("/models/m", 0.7, 100, 5)
     assert rj.rollout is spec.rollout and rj.verifier is spec.verifier
     assert (rj.model_path, rj.max_staleness, rj.seed) == ("/models/m", 1, 5)
+    assert lj.weight_sync == "broadcast"  # rank 0 publishes the way the workers receive
     assert lj.loss_hparams().clip_high == 0.28 and spec.algorithm.advantage_hp.eps == 1e-5
 
 
@@ -131,6 +132,7 @@ def test_rollout_fields_reach_vllm(spec):
         "dtype": "bfloat16", "tensor_parallel_size": 2, "max_model_len": 1024, "gpu_memory_utilization": 0.5,
         "max_num_batched_tokens": 4096, "enforce_eager": True, "enable_prefix_caching": False, "seed": 5,
         "kv_cache_memory_bytes": 1 << 28}
+    assert engine["worker_extension_cls"] == "rollout.weight_receiver.WeightReceiverExtension"  # weight_sync
     sampling = sampling_kwargs(spec.rollout, spec.rollout.n)
     assert sampling == {"n": 4, "temperature": 0.7, "top_p": 0.9, "max_tokens": 100, "stop": ["</s>"],
                         "logprobs": 2, "seed": None}

@@ -201,6 +201,8 @@ class LocalMapping:
         return text
 
     def path(self, text: str) -> str:
+        if "," in text:  # a list of paths (SIMKO_API_ALLOWED_ROOTS): each one
+            return ",".join(self.path(part) for part in text.split(","))
         for prefix, local in self.paths:
             if text == prefix or text.startswith(prefix + "/"):
                 return local + text[len(prefix):]

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from services.control.local_stack import free_port, http_ok
+from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,15 +52,14 @@ def assert_on_policy_progress(rows: list[dict], steps: int) -> None:
 
 
 def test_simko_train_cli_runs_five_on_policy_steps(tmp_path):
-    out = tmp_path / "run"
-    already = _children_alive()  # e.g. the session's redis-server fixture: not the job's
+    out, tag = tmp_path / "run", new_tag()
     result = subprocess.run([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=5"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+                            cwd=ROOT, env=tagged_env(tag), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     rows = read_metrics(out)
     assert_on_policy_progress(rows, 5)
     assert (out / "final" / "config.json").is_file()  # the exported Hugging Face model
-    assert not _new_children(already), "simko train left processes behind"
+    assert_nothing_left(tag, out)
 
 
 def test_train_with_a_two_rank_learner(tmp_path):
@@ -80,11 +80,11 @@ def test_stopped_job_resumes_from_its_checkpoint(tmp_path):
     """SIGTERM `simko train` after step 2 (checkpoint every step); the same command with the same
     --out resumes from the newest checkpoint: the step count and weight versions continue
     instead of starting over."""
-    out = tmp_path / "run"
-    already = _children_alive()
+    out, tag = tmp_path / "run", new_tag()
     argv = [SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=4",
             "--set", "trainer.save_every=1"]
-    first = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(argv, cwd=ROOT, env=tagged_env(tag), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
     try:
         wait_for_rows(first, out, 2)
         first.terminate()
@@ -94,7 +94,7 @@ def test_stopped_job_resumes_from_its_checkpoint(tmp_path):
             first.kill()
     before = read_metrics(out)
     assert first.returncode != 0 and len(before) < 4  # stopped early, not finished
-    second = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    second = subprocess.run(argv, cwd=ROOT, env=tagged_env(tag), capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-4000:]
     resumed = read_metrics(out)[len(before):]
     # It picks up after the last checkpoint (step 2, or step 1 if the stop came between the
@@ -103,23 +103,51 @@ def test_stopped_job_resumes_from_its_checkpoint(tmp_path):
     assert [r["trainer/step"] for r in resumed] == list(range(resumed[0]["trainer/step"], 5))
     checkpointed = before[resumed[0]["trainer/step"] - 2]  # the row of the step that was checkpointed
     assert resumed[0]["learner/weight_version"] >= checkpointed["learner/weight_version"] >= 1
-    assert not _new_children(already), "simko train left processes behind"
+    assert_nothing_left(tag, out)
 
 
-def _children_alive() -> list:
-    return [p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"]
+def test_a_sigkilled_learner_is_restarted_from_its_checkpoint(tmp_path):
+    """SIGKILL the learner rank's process after step 2: the controller rebuilds the learner group
+    from the newest checkpoint (every step) and the job finishes, the restart counted."""
+    out, tag = tmp_path / "run", new_tag()
+    argv = [SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=5",
+            "--set", "trainer.save_every=1", "--set", "trainer.max_restarts=1"]
+    job = subprocess.Popen(argv, cwd=ROOT, env=tagged_env(tag), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        wait_for_rows(job, out, 2)
+        ranks = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0].startswith("ray::LearnerActor")]
+        assert len(ranks) == 1, ranks
+        ranks[0].kill()
+        _, stderr = job.communicate(timeout=900)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, stderr[-4000:]
+    rows = read_metrics(out)
+    steps = [r["trainer/step"] for r in rows]
+    assert steps[-1] == 5 and set(steps) == {1, 2, 3, 4, 5}, steps  # a step after the checkpoint may be redone
+    assert rows[-1]["trainer/learner_restarts"] == 1
+    versions = [r["learner/weight_version"] for r in rows]
+    assert versions[-1] > max(versions[:-1])  # the restored weights were republished under a newer version
+    assert (out / "final" / "config.json").is_file()
+    assert_nothing_left(tag, out)
 
 
-def _new_children(already: list) -> list:
-    """Children of this test process that were not there before the job ran (the suite's own
-    servers, started by fixtures of earlier tests, are not the job's)."""
-    return [p for p in _children_alive() if p not in already]
+def assert_nothing_left(tag: str, run_dir: Path) -> None:
+    """Nothing the job started runs 10 s after it ended, searched in the whole process table
+    (an orphan is re-parented to init, out of this test's tree): by the tag its environment
+    carried, and by working directory for redis-server (which overwrites its environ block)."""
+    left = survivors(tag, within_s=10, under=run_dir)
+    kill_tagged(tag, under=run_dir)
+    assert not left, "simko train left processes behind: " + "; ".join(map(str, left))
 
 
 @pytest.fixture
 def api_server(redis_url, tmp_path):
     port, token = free_port(), "integration-token"
-    env = dict(os.environ, SIMKO_API_TOKEN=token, SIMKO_API_REDIS_URL=redis_url, SIMKO_API_RUNS_DIR=str(tmp_path))
+    env = dict(os.environ, SIMKO_API_TOKEN=token, SIMKO_API_REDIS_URL=redis_url, SIMKO_API_RUNS_DIR=str(tmp_path),
+               SIMKO_API_ALLOWED_ROOTS=str(ROOT))  # the jobs' configs and data are the repository's
     proc = subprocess.Popen([SIMKO, "serve", "api", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60

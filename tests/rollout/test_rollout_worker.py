@@ -48,7 +48,7 @@ def job() -> str:
 def config(job: str, model: Path, redis_url: str, verifier_url: str, *, max_staleness: int = 0,
            verifier: dict | None = None, **section) -> RolloutJob:
     """A worker's RolloutJob: `section` overrides rollout-section fields, `verifier` the verifier's."""
-    base = dict(n=2, max_tokens=8, batch_groups=4, block_ms=100, **ENGINE_KW)
+    base = dict(n=2, max_tokens=8, batch_groups=4, block_ms=100, top_logprobs=3, **ENGINE_KW)
     return RolloutJob(job_id=job, model_path=str(model), redis_url=redis_url, verifier_url=verifier_url,
                       max_staleness=max_staleness, seed=0, rollout=RolloutSection(**(base | section)),
                       verifier=VerifierSection(**(verifier or {})), worker_id=f"w-{uuid.uuid4().hex[:6]}")
