@@ -117,10 +117,11 @@ _reaper: subprocess.Popen | None = None
 def start_reaper() -> None:
     """A watchdog for processes the parent-death signal cannot reach: ones a library starts
     through a fork it does not let us hook (Ray's node processes, and theirs: a raylet's
-    DashboardAgent outlived a SIGKILLed driver). This process's environment gets a fresh token,
-    which every later descendant inherits; a small child (its own session, so signals sent to our
-    group spare it) polls our pid and, once we are gone, however we went, SIGKILLs every process
-    that carries the token. Idempotent; Linux only (it reads /proc)."""
+    DashboardAgent outlived a SIGKILLed driver). A small child (its own session, so signals sent
+    to our group spare it) follows our process tree while we live and, once we are gone, however
+    we went, SIGKILLs what was in it; this process's environment also gets a fresh token, which
+    every later descendant inherits, for those that leave the tree early (daemons). Idempotent;
+    Linux only (it reads /proc)."""
     global _reaper
     if _reaper is not None or not os.path.isdir("/proc"):
         return
@@ -134,27 +135,68 @@ def start_reaper() -> None:
 
 
 def _reap(owner: int, token: str, poll_s: float = 0.25) -> None:
-    """The reaper's loop: wait for `owner` to end, then kill the token's carriers (a few rounds:
-    one may fork while we look)."""
+    """The reaper's loop. While `owner` lives, remember its descendants (pid and start time: a
+    process that sets its title, as Ray's and redis's do, overwrites its environment block, so the
+    token alone does not find it); once the owner is gone, SIGKILL them, whatever carries the
+    token, and what those started meanwhile (a few rounds: one may fork while we look)."""
+    known: dict[int, str] = {}
     while os.getppid() == owner:
+        known.update(_descendants(owner, _process_table()))
         time.sleep(poll_s)
     marker = f"{REAP_ENV}={token}".encode()
     for _ in range(5):
-        killed = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
-                continue
+        table = _process_table()
+        victims = {pid for pid, start in known.items() if table.get(pid, (None, None))[1] == start}
+        victims |= {pid for pid in table if _carries(pid, marker)}
+        for pid in list(victims):
+            victims |= set(_descendants(pid, table))
+        victims.discard(os.getpid())
+        for pid in victims:
             try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if marker not in f.read().split(b"\0"):
-                        continue
-                os.kill(int(entry), signal.SIGKILL)
-                killed += 1
-            except (OSError, ValueError):
-                continue  # gone meanwhile, or not ours to read
-        if not killed:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # gone meanwhile
+        if not victims:
             return
         time.sleep(poll_s)
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time in clock ticks) of every live process, from /proc/PID/stat."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces and parentheses
+        if fields[0] not in ("Z", "X"):
+            table[int(entry)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _descendants(root: int, table: dict[int, tuple[int, str]]) -> dict[int, str]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = {}, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found[pid] = table[pid][1]
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def _carries(pid: int, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return marker in f.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def _exec_wrapper(argv: list[str]) -> None:
