@@ -29,6 +29,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.control.local_stack import free_port, http_ok, redis_ping  # noqa: E402
+from services.wire.lifetime import wrap_argv  # noqa: E402
 from tests.reliability.process_table import Found, tagged  # noqa: E402
 
 # What each fault kind kills, by command line (Ray names an actor's process ray::<Class>[.method]).
@@ -56,7 +57,8 @@ class BenchRedis:
         argv = [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.workdir)]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            # exec'd through the lifetime wrapper: it dies with the bench, however the bench ends
+            self.proc = subprocess.Popen(wrap_argv(argv), stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                          start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while not redis_ping(self.port):
