@@ -37,17 +37,7 @@ class StandInPool(RolloutPool):
         return name, ray.remote(StandInWorker).options(num_cpus=0).remote()
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    from services.control.local_stack import ensure_ray_auth_token
-
-    ensure_ray_auth_token()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-def test_a_hung_worker_costs_one_timeout_and_a_dead_one_is_replaced(local_ray):
+def test_a_hung_worker_costs_one_timeout_and_a_dead_one_is_replaced(ray_local):
     pool = StandInPool(job=None)
     pool.resize(2)
     assert pool.metrics(timeout_s=30)["rollout/workers"] == 2.0

@@ -13,15 +13,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(ray_local):
+    """The session's local Ray (tests/conftest.py): the actors get their settings per actor."""
     import ray
 
-    from services.control.local_stack import ensure_ray_auth_token
-
-    ensure_ray_auth_token()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
-    ray.shutdown()
 
 
 @pytest.mark.parametrize("multiprocessing,sig", [("1", signal.SIGKILL), ("1", signal.SIGTERM), ("0", signal.SIGKILL)],

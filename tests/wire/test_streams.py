@@ -140,10 +140,22 @@ def test_reconnects_after_server_restart_and_recreates_group(redis_factory, stre
     server.kill()
     server.wait()
     # Restart the (non-persistent) server while the producer is backing off: the publish succeeds.
-    threading.Timer(0.5, lambda: redis_factory(port)).start()
-    producer.publish(prompt(1))
-    # The group vanished with the data; the consumer recreates it (reading from id 0) and proceeds.
-    assert [m for _, m in consumer.consume(count=5, block_ms=100)] == [prompt(1)]
+    # From a thread that lives to the end of the test: the server gets the parent-death signal
+    # of the thread that started it (services/wire/lifetime.py), so a Timer's would die at once.
+    done = threading.Event()
+
+    def restart() -> None:
+        time.sleep(0.5)
+        redis_factory(port)
+        done.wait()
+
+    threading.Thread(target=restart, daemon=True).start()
+    try:
+        producer.publish(prompt(1))
+        # The group vanished with the data; the consumer recreates it (reading from id 0) and proceeds.
+        assert [m for _, m in consumer.consume(count=5, block_ms=100)] == [prompt(1)]
+    finally:
+        done.set()
 
 
 def test_unreachable_redis_raises_after_deadline() -> None:
