@@ -101,6 +101,9 @@ class Training:
     new_learner: Callable[[], LearnerSide] | None = None
     learner_restarts: int = 0
     rollout_replaced: float = 0.0  # the pool's count of replaced dead workers, as last seen
+    # the rollout side's running totals at the previous step (kept across learner restarts, so the
+    # first step after one is not charged with everything since the start)
+    rollout_totals: dict[str, float] = field(default_factory=dict)
 
 
 def train(t: Training) -> JobState:
@@ -152,7 +155,6 @@ def check_restart_budget(t: Training, rollout_replaced: float) -> None:
 
 def run_steps(t: Training, state: dict) -> JobState:
     spec, rollout = t.spec, t.rollout
-    previous: dict[str, float] = {}  # the rollout side's totals at the previous step
     while state["step"] < spec.trainer.steps:
         if t.control.cancel_requested():
             return JobState.CANCELLED
@@ -178,8 +180,8 @@ def run_steps(t: Training, state: dict) -> JobState:
         step_s = time.perf_counter() - started
         metrics.update({"trainer/step": state["step"], "perf/wait_for_batch_s": waited,
                         "perf/step_s": step_s, "time": time.time(), "trainer/learner_restarts": t.learner_restarts})
-        metrics.update(step_breakdown(previous, current, step_s, waited))
-        previous = current
+        metrics.update(step_breakdown(t.rollout_totals, current, step_s, waited))
+        t.rollout_totals = current
         if t.startup:  # this process's start-up (the controller's parts, the loop's) with its first step
             metrics.update(t.startup)
             metrics["startup/first_step_s"] = since_process_start()

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from services.control.local_stack import free_port, http_ok
+from tests.integration import api_process
 from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
 
 pytestmark = pytest.mark.slow
@@ -25,15 +25,8 @@ STEPS = 5
 
 
 def start_api(env: dict) -> tuple[subprocess.Popen, httpx.Client]:
-    port = free_port()
-    proc = subprocess.Popen([SIMKO, "serve", "api", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not http_ok(port):
-        assert proc.poll() is None and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.2)
-    return proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"},
-                              timeout=60)
+    proc, client, _ = api_process.start_api(env, TOKEN, client_timeout_s=60)
+    return proc, client
 
 
 def wait_job(client: httpx.Client, job_id: str, until, timeout_s: float = 900) -> dict:

@@ -8,11 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
-from services.control.local_stack import free_port, http_ok
+from tests.integration.api_process import start_api
 from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
 
 pytestmark = pytest.mark.slow
@@ -145,17 +144,10 @@ def assert_nothing_left(tag: str, run_dir: Path) -> None:
 
 @pytest.fixture
 def api_server(redis_url, tmp_path):
-    port, token = free_port(), "integration-token"
+    token = "integration-token"
     env = dict(os.environ, SIMKO_API_TOKEN=token, SIMKO_API_REDIS_URL=redis_url, SIMKO_API_RUNS_DIR=str(tmp_path),
                SIMKO_API_ALLOWED_ROOTS=str(ROOT))  # the jobs' configs and data are the repository's
-    proc = subprocess.Popen([SIMKO, "serve", "api", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not http_ok(port):
-        assert proc.poll() is None and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.2)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
-                          timeout=30)
+    proc, client, port = start_api(env, token)
     yield client, port, token
     client.close()
     proc.terminate()
