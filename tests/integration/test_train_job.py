@@ -33,6 +33,21 @@ def wait_for_rows(job: subprocess.Popen, run_dir: Path, count: int, timeout_s: f
         time.sleep(0.5)
 
 
+def train_with_fault(argv: list[str], run_dir: Path, fault, *, after_rows: int = 2, env: dict | None = None,
+                     timeout_s: float = 900) -> tuple[int, str]:
+    """Run `simko train argv...`, call fault(job) once `after_rows` steps are logged, then wait for
+    the job to end (killed if the test fails first): (exit code, stderr)."""
+    job = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_rows(job, run_dir, after_rows)
+        fault(job)
+        _, stderr = job.communicate(timeout=timeout_s)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    return job.returncode, stderr
+
+
 def assert_on_policy_progress(rows: list[dict], steps: int) -> None:
     assert [r["trainer/step"] for r in rows] == list(range(1, steps + 1))
     updates = 0
@@ -82,17 +97,9 @@ def test_stopped_job_resumes_from_its_checkpoint(tmp_path):
     out, tag = tmp_path / "run", new_tag()
     argv = [SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=4",
             "--set", "trainer.save_every=1"]
-    first = subprocess.Popen(argv, cwd=ROOT, env=tagged_env(tag), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
-    try:
-        wait_for_rows(first, out, 2)
-        first.terminate()
-        first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    code, _ = train_with_fault(argv, out, lambda job: job.terminate(), env=tagged_env(tag), timeout_s=120)
     before = read_metrics(out)
-    assert first.returncode != 0 and len(before) < 4  # stopped early, not finished
+    assert code != 0 and len(before) < 4  # stopped early, not finished
     second = subprocess.run(argv, cwd=ROOT, env=tagged_env(tag), capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-4000:]
     resumed = read_metrics(out)[len(before):]
@@ -111,18 +118,13 @@ def test_a_sigkilled_learner_is_restarted_from_its_checkpoint(tmp_path):
     out, tag = tmp_path / "run", new_tag()
     argv = [SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=5",
             "--set", "trainer.save_every=1", "--set", "trainer.max_restarts=1"]
-    job = subprocess.Popen(argv, cwd=ROOT, env=tagged_env(tag), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True)
-    try:
-        wait_for_rows(job, out, 2)
+    def kill_the_rank(_job) -> None:
         ranks = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0].startswith("ray::LearnerActor")]
         assert len(ranks) == 1, ranks
         ranks[0].kill()
-        _, stderr = job.communicate(timeout=900)
-    finally:
-        if job.poll() is None:
-            job.kill()
-    assert job.returncode == 0, stderr[-4000:]
+
+    code, stderr = train_with_fault(argv, out, kill_the_rank, env=tagged_env(tag))
+    assert code == 0, stderr[-4000:]
     rows = read_metrics(out)
     steps = [r["trainer/step"] for r in rows]
     assert steps[-1] == 5 and set(steps) == {1, 2, 3, 4, 5}, steps  # a step after the checkpoint may be redone
@@ -229,20 +231,15 @@ def test_redis_restart_mid_job_the_job_continues(redis_factory, tmp_path):
     re-feeds the prompt groups that vanished, and the job finishes every step."""
     port, redis_proc = redis_factory()
     out = tmp_path / "run"
-    job = subprocess.Popen([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=5",
-                            "--set", f"infra.redis_url=redis://127.0.0.1:{port}/0"],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_rows(job, out, 2)
+    def restart_redis(_job) -> None:
         redis_proc.kill()
         redis_proc.wait()
         time.sleep(2)
         redis_factory(port)
-        _, stderr = job.communicate(timeout=900)
-    finally:
-        if job.poll() is None:
-            job.kill()
-    assert job.returncode == 0, stderr[-4000:]
+
+    code, stderr = train_with_fault([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=5",
+                                     "--set", f"infra.redis_url=redis://127.0.0.1:{port}/0"], out, restart_redis)
+    assert code == 0, stderr[-4000:]
     rows = read_metrics(out)
     assert [r["trainer/step"] for r in rows] == [1, 2, 3, 4, 5]
     assert_on_policy_progress(rows, 5)
