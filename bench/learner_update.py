@@ -92,7 +92,8 @@ def make_batch(seed: int, groups: int, n: int, vocab: int, prompt_len: int, resp
 def run_loss(loss: str, args, model_dir: Path, token_stats: str = "hidden") -> dict:
     section = LearnerSection(zero_stage=args.zero_stage, lr=1e-5, batch_prompts=args.groups,
                              mini_batch_prompts=max(1, args.groups // 2), micro_batch_tokens=args.micro_batch_tokens,
-                             max_seq_len=args.prompt_len + args.response_len, token_stats=token_stats)
+                             max_seq_len=args.prompt_len + args.response_len, token_stats=token_stats,
+                             precision=args.precision)
     cfg = LearnerJob(model_path=str(model_dir), temperature=1.0, max_response_tokens=args.response_len, seed=0,
                      learner=section, algorithm=AlgorithmSection(loss=loss))
     engine = LearnerEngine(cfg)
@@ -116,6 +117,7 @@ def run_loss(loss: str, args, model_dir: Path, token_stats: str = "hidden") -> d
               "loss": round(metrics.get("loss/policy", float("nan")), 6)}
     if torch.cuda.is_available():
         result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        result["peak_cuda_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
     if loss == "simko":
         result["simko/pos_gate_frac"] = round(metrics["simko/pos_gate_frac"], 4)
     return result
@@ -141,6 +143,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--micro-batch-tokens", type=int, default=4096)
     parser.add_argument("--zero-stage", type=int, default=0)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 needs --zero-stage >= 1")
     parser.add_argument("--model", default=None, metavar="DIR",
                         help="train this Hugging Face model directory (e.g. a `simko make-model` twin) instead of "
                              "a random tiny one built from --vocab/--hidden/--layers")
@@ -166,7 +169,7 @@ def main() -> None:
         model_config = json.loads((model_dir / "config.json").read_text())
     out = {
         "benchmark": "learner_update",
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         # --vocab/--hidden/--layers only shape the built model; with --model the "model" entry says what ran
@@ -187,6 +190,8 @@ def main() -> None:
                                                          / max(logits["peak_rss_delta_mib"], 1e-9), 3)
         out["hidden_over_logits_process_max_rss"] = round(hidden["process_max_rss_mib"]
                                                           / logits["process_max_rss_mib"], 3)
+        if "peak_cuda_mib" in hidden and "peak_cuda_mib" in logits:
+            out["hidden_over_logits_peak_cuda"] = round(hidden["peak_cuda_mib"] / logits["peak_cuda_mib"], 3)
     print(json.dumps(out, indent=2), file=RESULT_OUT, flush=True)
 
 

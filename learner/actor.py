@@ -12,14 +12,14 @@ import os
 from typing import TYPE_CHECKING
 
 import ray
-import torch
 from ray.exceptions import RayActorError
 
 from learner.config import LearnerJob
-from learner.distributed import free_port
 from learner.errors import LearnerLost
 
 if TYPE_CHECKING:
+    import torch
+
     from learner.learner import Learner
 from services.wire.messages import ScoredGroup
 from services.wire.streams import ROLLOUTS_GROUP, QueueConfig, RedisStream, rollouts_stream
@@ -34,10 +34,14 @@ class LearnerActor:
         self.job, self.rank, self.world_size, self.redis_url = job, rank, world_size, redis_url
         self.learner: Learner | None = None
         if world_size == 1:
+            from learner.distributed import free_port  # in the rank's process: torch, not the driver's
+
             self.setup("127.0.0.1", free_port())
 
     def rendezvous_address(self) -> tuple[str, int]:
         """This actor's node IP and a port free on it: where rank 0 hosts the process group."""
+        from learner.distributed import free_port
+
         return ray.util.get_node_ip_address(), free_port()
 
     def setup(self, master_addr: str, master_port: int) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -62,6 +62,9 @@ class MicroBatch:
     mask: torch.Tensor  # [b,S-1-start] bool: True on response tokens
     advantages: torch.Tensor  # [b] float32
     weight: float  # this micro-batch's share of the mini-batch loss (0 for padding micro-batches)
+    # Every row has advantage 0 (or the micro-batch is padding): under a zero-advantage-inert loss
+    # its gradient is exactly zero, so the engine may skip its backward.
+    inert: bool = False
     old_logprobs: torch.Tensor | None = None  # [b,S-1-start], filled by the engine before training
     old_entropy: torch.Tensor | None = None  # [b,S-1-start], the same pass's token entropies
 
@@ -192,10 +195,17 @@ def mini_batches(batch: PreparedBatch, mini_batch_prompts: int) -> list[list[Row
 
 
 def plan_mini_batch(rows: list[Row], cfg: LearnerSection, *, rank: int, world_size: int,
-                    pad_id: int, aggregation: str) -> list[MicroBatch]:
-    """This rank's micro-batches for one mini-batch (every rank gets the same count)."""
+                    pad_id: int, aggregation: str, separate_zero_advantage: bool = False) -> list[MicroBatch]:
+    """This rank's micro-batches for one mini-batch (every rank gets the same count).
+    separate_zero_advantage: pack the zero-advantage rows into micro-batches of their own, after
+    the others (same rows, same weights: only which rows share a micro-batch changes), so those
+    micro-batches are `inert` and their backward can be skipped."""
     shards = _split_across_ranks(rows, world_size)
-    packed = [_pack(shard, cfg.micro_batch_tokens) for shard in shards]
+    if separate_zero_advantage:
+        packed = [_pack([r for r in shard if r.advantage != 0], cfg.micro_batch_tokens)
+                  + _pack([r for r in shard if r.advantage == 0], cfg.micro_batch_tokens) for shard in shards]
+    else:
+        packed = [_pack(shard, cfg.micro_batch_tokens) for shard in shards]
     steps = max(len(p) for p in packed)
     total = _normaliser(rows, aggregation)
     mine = packed[rank]
@@ -203,7 +213,7 @@ def plan_mini_batch(rows: list[Row], cfg: LearnerSection, *, rank: int, world_si
     # Padding micro-batches: a real row with weight 0, so forward/backward (and the ZeRO collectives
     # inside them) run on every rank while contributing exactly zero gradient.
     filler = min(rows, key=lambda r: r.length)
-    out += [collate([filler], pad_id, weight=0.0) for _ in range(steps - len(mine))]
+    out += [replace(collate([filler], pad_id, weight=0.0), inert=True) for _ in range(steps - len(mine))]
     return out
 
 
@@ -258,4 +268,5 @@ def collate(rows: list[Row], pad_id: int, *, weight: float) -> MicroBatch:
         mask=response[:, start + 1:],
         advantages=torch.tensor([r.advantage for r in rows], dtype=torch.float32),
         weight=weight,
+        inert=all(r.advantage == 0 for r in rows),
     )

@@ -10,12 +10,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch.distributed as dist
-
-from learner.state import LearnerState, capture_rng, restore_rng
-
-if TYPE_CHECKING:  # (not at run time: the driver reads `latest_checkpoint` without DeepSpeed)
+if TYPE_CHECKING:  # not at run time: the driver reads `latest_checkpoint` without DeepSpeed or torch
     from learner.engine import LearnerEngine
+    from learner.state import LearnerState
 
 TAG_PREFIX = "step_"
 
@@ -25,6 +22,8 @@ def save_checkpoint(engine: LearnerEngine, directory: str | Path | None = None) 
     root = Path(directory or engine.job.checkpoint_dir or "")
     if not str(root):
         raise ValueError("no checkpoint directory: pass one or set LearnerJob.checkpoint_dir")
+    from learner.state import capture_rng
+
     tag = f"{TAG_PREFIX}{engine.state.step:08d}"
     client_state = {"learner": engine.state.to_dict(), "rng": capture_rng()}
     engine.ds.save_checkpoint(str(root), tag=tag, client_state=client_state)
@@ -37,6 +36,8 @@ def save_checkpoint(engine: LearnerEngine, directory: str | Path | None = None) 
 
 def load_checkpoint(engine: LearnerEngine, directory: str | Path, tag: str | None = None) -> LearnerState:
     """Restore the latest (or the given) checkpoint into `engine`; return the restored state."""
+    from learner.state import LearnerState, restore_rng
+
     path, client_state = engine.ds.load_checkpoint(str(directory), tag=tag, load_optimizer_states=True,
                                                    load_lr_scheduler_states=True)
     if path is None:
@@ -76,5 +77,7 @@ def _prune(root: Path, keep: int) -> None:
 
 
 def _barrier() -> None:
+    import torch.distributed as dist
+
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()

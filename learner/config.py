@@ -131,6 +131,7 @@ class LearnerJob:
     checkpoint_dir: str | None = None
     job_id: str | None = None  # the job's streams and weight registry (None: an engine without them)
     weight_sync: str = "object_store"  # rollout.weight_sync: how rank 0 publishes weights
+    torch_threads: int | None = None  # derived by the controller (placement.learner_threads); None: OMP_NUM_THREADS
 
     def loss_hparams(self) -> CommonHparams:
         """The loss hparams the engine trains with. Dr.GRPO's seq-mean-token-sum-norm divides by a

@@ -22,7 +22,7 @@ from learner.batching import MicroBatch, mini_batches, plan_mini_batch, prepare_
 from learner.config import LearnerJob, LearnerSection
 from learner.distributed import all_gather_1d, any_rank, init_process_group
 from learner.hparams import CommonHparams
-from learner.losses import make_hparams, policy_loss
+from learner.losses import make_hparams, policy_loss, zero_advantage_inert
 from learner.masked import masked_quantile
 from learner.metrics import StatsAccumulator
 from learner.state import LearnerState
@@ -35,6 +35,8 @@ class StepResult:
     applied: bool
     loss: float  # this rank's share of the mini-batch loss (summed over ranks = the loss)
     grad_norm: float
+    micro_batches: int = 0
+    backward_skipped: int = 0  # micro-batches whose (exactly zero) gradient was not computed
 
 
 class _Warmup:
@@ -76,6 +78,8 @@ class LearnerEngine:
     def __init__(self, job: LearnerJob) -> None:
         self.job = job
         self.cfg = cfg = job.learner
+        if job.torch_threads:
+            torch.set_num_threads(job.torch_threads)
         self.rank, self.world_size = init_process_group(cfg.dist_backend)
         torch.manual_seed(job.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(job.model_path)
@@ -99,6 +103,12 @@ class LearnerEngine:
         # SimKO with tau_scope="batch": the quantile batch_hparams fixes over the whole batch.
         self.batch_tau_quantile = (self.loss_hp.tau_quantile
                                    if self.loss_name == "simko" and self.loss_hp.tau_scope == "batch" else None)
+        # Zero-advantage rows get micro-batches of their own whose backward is skipped (their
+        # gradient is exactly zero under GRPO / SimKO); a forward without autograd still gives
+        # their diagnostics. One process only: with several ranks every rank would have to agree
+        # on each skip (ZeRO's collectives run inside backward), and a non-finite loss on a
+        # skipped micro-batch needs the NaN backward of the poisoned-step path.
+        self.skip_inert_backward = self.world_size == 1 and zero_advantage_inert(self.loss_name, self.loss_hp)
         self.state = LearnerState()
 
     # ------------------------------------------------------------------ the update
@@ -136,7 +146,8 @@ class LearnerEngine:
 
     def plan(self, rows) -> list[MicroBatch]:
         return plan_mini_batch(rows, self.cfg, rank=self.rank, world_size=self.world_size,
-                               pad_id=self.pad_id, aggregation=self.aggregation)
+                               pad_id=self.pad_id, aggregation=self.aggregation,
+                               separate_zero_advantage=self.skip_inert_backward)
 
     def on_policy_single_step(self, plans: list[list[MicroBatch]]) -> bool:
         """One optimizer step per update: the old log-probs are the training forward's own. SimKO's
@@ -218,8 +229,21 @@ class LearnerEngine:
     def train_mini_batch(self, plan: list[MicroBatch], stats: StatsAccumulator,
                          hparams: CommonHparams | None = None) -> StepResult:
         """Accumulate gradients over this rank's micro-batches, then one optimizer step."""
-        poisoned, loss_share = False, 0.0
-        for mb in plan:
+        poisoned, loss_share, backward_ran, skipped = False, 0.0, False, 0
+        for index, mb in enumerate(plan):
+            # The last micro-batch runs backward if none did: the step then sees zero gradients
+            # (AdamW's moments still move the weights), exactly as without the skip.
+            if self.skip_inert_backward and mb.inert and (backward_ran or index < len(plan) - 1):
+                with torch.no_grad():
+                    loss, mb_stats = self.policy_loss(self.predictions(mb), mb, hparams=hparams)
+                if loss is not None:
+                    loss_share += float(loss) * mb.weight  # 0: every token's loss is 0 x ...
+                    if mb.weight > 0:
+                        stats.add(mb_stats, weight=float(mb.num_tokens))
+                    skipped += 1
+                    continue
+                # Not finite: the gradient path below poisons the step.
+            backward_ran = True
             predictions = self.predictions(mb)
             loss, mb_stats = self.policy_loss(predictions, mb, hparams=hparams)
             if loss is None:
@@ -235,7 +259,7 @@ class LearnerEngine:
                 if mb.weight > 0:
                     stats.add(mb_stats, weight=float(mb.num_tokens))
             self.ds.backward(objective, scale_wrt_gas=False)
-        return self._step(poisoned, loss_share)
+        return replace(self._step(poisoned, loss_share), micro_batches=len(plan), backward_skipped=skipped)
 
     def _step(self, poisoned: bool, loss_share: float) -> StepResult:
         if self.cfg.zero_stage == 0:
@@ -280,6 +304,9 @@ class LearnerEngine:
             "loss/policy": sum(losses) / len(losses) if losses else math.nan,
             "loss/grad_norm": sum(s.grad_norm for s in applied) / len(applied) if applied else math.nan,
             "perf/update_s": elapsed,
+            "perf/learner_threads": torch.get_num_threads(),
+            "perf/micro_batches": sum(s.micro_batches for s in steps),
+            "perf/backward_skipped": sum(s.backward_skipped for s in steps),
             "perf/response_tokens": response_tokens,
             "perf/tokens_per_s": response_tokens / elapsed if elapsed > 0 else 0.0,
         }

@@ -14,7 +14,6 @@ import threading
 import ray
 
 from rollout.config import RolloutJob
-from rollout.worker import RolloutWorker
 from services.wire.weight_registry import weights_for
 
 
@@ -22,6 +21,9 @@ class RolloutWorkerActor:
     """Runs the worker loop in a background thread so `metrics` and `stop` stay callable."""
 
     def __init__(self, job: RolloutJob, use_registry: bool = True):
+        # Imported in the actor's process (torch, vLLM): the driver that spawns it starts without them.
+        from rollout.worker import RolloutWorker
+
         source = weights_for(job.job_id, job.rollout.weight_sync) if use_registry else None
         self.worker = RolloutWorker(job, weight_source=source)
         self._stop = threading.Event()

@@ -17,14 +17,18 @@ from learner.hparams import (ClipCovHparams, CommonHparams, EntropyAdvHparams, F
 from learner.losses.registry import get_loss, loss_names, make_hparams, register_loss
 from learner.token_stats import HiddenStates, token_stats_of
 
-register_loss("grpo", CommonHparams)(grpo.grpo_loss)
-register_loss("simko", SimkoHparams)(simko.simko_loss)
+# GRPO and SimKO are -A x (a clipped ratio of the row's own tokens); SimKO's tau is per response
+# or fixed for the whole batch beforehand (batch_hparams). The covariance losses select tokens by
+# statistics over the micro-batch, the entropy losses add terms that do not vanish with A.
+register_loss("grpo", CommonHparams, zero_advantage_inert=True)(grpo.grpo_loss)
+register_loss("simko", SimkoHparams, zero_advantage_inert=True)(simko.simko_loss)
 register_loss("clip_cov", ClipCovHparams)(covariance.clip_cov_loss)
 register_loss("kl_cov", KlCovHparams)(covariance.kl_cov_loss)
 register_loss("entropy_adv", EntropyAdvHparams)(entropy.entropy_adv_loss)
 register_loss("forking_tokens", ForkingTokensHparams)(entropy.forking_tokens_loss)
 
-__all__ = ["compute_policy_loss", "loss_names", "register_loss", "make_hparams", "LossInputs", "TokenLoss"]
+__all__ = ["compute_policy_loss", "loss_names", "register_loss", "make_hparams", "zero_advantage_inert", "LossInputs",
+           "TokenLoss"]
 
 
 def _validate_shapes(logits, tokens, old_logprobs, advantages, mask) -> None:
@@ -98,6 +102,12 @@ def _describe_non_finite(stats, old_logprobs, advantages, mask) -> str:
     if not bool((torch.isfinite(advantages) | ~mask).all()):
         problems.append("advantages contain NaN/inf at valid positions")
     return "; ".join(problems)
+
+
+def zero_advantage_inert(name: str, hp: CommonHparams) -> bool:
+    """True when rows with advantage 0 contribute exactly zero gradient under this loss and these
+    hyper-parameters (the entropy bonus does not vanish with the advantage)."""
+    return get_loss(name).zero_advantage_inert and hp.entropy_coeff == 0
 
 
 def compute_policy_loss(name: str, *, logits: torch.Tensor, tokens: torch.Tensor, old_logprobs: torch.Tensor,

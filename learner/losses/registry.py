@@ -13,14 +13,19 @@ from learner.losses.core import LossInputs, TokenLoss
 class LossSpec:
     name: str
     fn: Callable[[LossInputs, CommonHparams], TokenLoss]
+    # Every token's loss is the advantage times a row-local term (no statistic over other rows or
+    # tokens), so a zero-advantage row has exactly zero gradient: the learner skips its backward.
+    zero_advantage_inert: bool = False
 
 
 _LOSSES: dict[str, LossSpec] = {}
 
 
-def register_loss(name: str, hparams: type[CommonHparams] | None = None):
+def register_loss(name: str, hparams: type[CommonHparams] | None = None, *, zero_advantage_inert: bool = False):
     """Decorator: @register_loss("my_loss") def my_loss(inputs, hp) -> TokenLoss. Passing `hparams`
-    declares the name's hyper-parameter class too (otherwise it must be declared in learner.hparams)."""
+    declares the name's hyper-parameter class too (otherwise it must be declared in learner.hparams).
+    zero_advantage_inert: see LossSpec (claim it only for losses that are A x a row-local term;
+    tests/learner/test_zero_advantage.py checks the claim for every loss that makes it)."""
     if hparams is not None:
         declare_loss(name, hparams)
 
@@ -29,7 +34,7 @@ def register_loss(name: str, hparams: type[CommonHparams] | None = None):
             raise ValueError(f"policy loss {name!r} is already registered")
         if name not in loss_names():
             raise ValueError(f"policy loss {name!r} has no declared hyper-parameters (learner.hparams)")
-        _LOSSES[name] = LossSpec(name=name, fn=fn)
+        _LOSSES[name] = LossSpec(name=name, fn=fn, zero_advantage_inert=zero_advantage_inert)
         return fn
 
     return wrap

@@ -35,6 +35,7 @@ from services.control.jobspec import JobSpec
 from services.control.local_stack import LocalStack, ensure_ray_auth_token
 from services.control.loop import NoControl, Training, train
 from services.control.metrics_log import MetricsLog
+from services.control.placement import learner_threads
 from services.control.rollout_pool import RolloutPool
 from services.models import resolve_model_path
 from services.wire.lifetime import start_reaper
@@ -54,6 +55,7 @@ class JobContext:
     store: JobStore | None = None  # job state for the API; None for a bare `simko train`
     on_step: Callable[[dict], None] | None = None  # progress display
     startup: dict[str, float] = field(default_factory=dict)  # startup/* seconds, logged with step 1
+    local_ray: bool = False  # the job's own Ray on this machine: every actor shares its cores
 
 
 @contextmanager
@@ -71,7 +73,8 @@ def learner_job(ctx: JobContext) -> LearnerJob:
     return LearnerJob(model_path=s.model.path, temperature=s.rollout.temperature,
                       max_response_tokens=s.rollout.max_tokens, seed=s.trainer.seed, learner=s.learner,
                       algorithm=s.algorithm, checkpoint_dir=str(ctx.run_dir / "checkpoints"), job_id=ctx.job_id,
-                      weight_sync=s.rollout.weight_sync)
+                      weight_sync=s.rollout.weight_sync,
+                      torch_threads=learner_threads(s, one_node_cores=(os.cpu_count() or 1) if ctx.local_ray else None))
 
 
 def rollout_job(ctx: JobContext) -> RolloutJob:
@@ -167,15 +170,16 @@ def run_job(spec: JobSpec, *, job_id: str, run_dir: Path, ray_address: str | Non
     start_reaper()
     startup: dict[str, float] = {}
     stack = LocalStack(run_dir, redis_url=spec.infra.redis_url, verifier_url=spec.verifier.url,
-                       verifier_workers=spec.verifier.workers)
-    entered = time.perf_counter()
-    with stack:
-        startup["startup/local_stack_s"] = time.perf_counter() - entered
+                       verifier_workers=spec.verifier.workers, defer_ready=True)
+    with stack:  # redis-server and the verifier come up while Ray starts
         with timed(startup, "startup/ray_init_s"):
             init_ray(ray_address or spec.infra.ray_address, spec)
         try:
+            with timed(startup, "startup/local_stack_s"):  # what is left of their start-up after Ray's
+                stack.wait_ready()
             ctx = JobContext(job_id=job_id, spec=spec, run_dir=run_dir, redis_url=stack.redis_url,
-                             verifier_url=stack.verifier_url, store=store, on_step=on_step, startup=startup)
+                             verifier_url=stack.verifier_url, store=store, on_step=on_step, startup=startup,
+                             local_ray=not (ray_address or spec.infra.ray_address))
             return run_training(ctx)
         finally:
             ray.shutdown()

@@ -53,6 +53,19 @@ class ChildService:
     proc: subprocess.Popen
     log_path: Path | None
     url: str
+    ready: Callable[[], bool] | None = None  # its readiness probe, until wait_ready() has seen it pass
+    ready_timeout_s: float = 0.0
+
+    def wait_ready(self) -> "ChildService":
+        """Block until the probe passes; StackError (the child stopped) if it exits or times out."""
+        if self.ready is not None:
+            try:
+                _wait_until(self.name, self.proc, self.log_path, self.ready, self.ready_timeout_s)
+            except StackError:
+                self.stop(grace_s=1)
+                raise
+            self.ready = None
+        return self
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM the child's process group, SIGKILL what is left after `grace_s`."""
@@ -119,7 +132,8 @@ def http_ok(port: int, path: str = "/health", host: str = "127.0.0.1") -> bool:
 
 
 def start_redis(workdir: Path, *, port: int | None = None, appendonly: bool = False,
-                log_dir: Path | None = None, timeout_s: float = 15.0) -> ChildService:
+                log_dir: Path | None = None, timeout_s: float = 15.0, wait: bool = True) -> ChildService:
+    """A private redis-server; wait=False returns once it is spawned (call wait_ready() later)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise StackError("redis-server is not installed (scripts/setup.sh installs it with apt)")
@@ -128,38 +142,34 @@ def start_redis(workdir: Path, *, port: int | None = None, appendonly: bool = Fa
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no",
             "--dir", str(workdir), "--appendonly", "yes" if appendonly else "no"]
     proc, log_path = _spawn("redis", argv, log_dir)
-    service = ChildService("redis", proc, log_path, f"redis://127.0.0.1:{port}/0")
-    try:
-        _wait_until("redis-server", proc, log_path, lambda: redis_ping(port), timeout_s)
-    except StackError:
-        service.stop(grace_s=1)
-        raise
-    return service
+    service = ChildService("redis-server", proc, log_path, f"redis://127.0.0.1:{port}/0",
+                           ready=lambda: redis_ping(port), ready_timeout_s=timeout_s)
+    return service.wait_ready() if wait else service
 
 
 def start_verifier(*, port: int | None = None, workers: int = 2, log_dir: Path | None = None,
-                   timeout_s: float = 90.0, env: dict | None = None) -> ChildService:
+                   timeout_s: float = 90.0, env: dict | None = None, wait: bool = True) -> ChildService:
+    """The verifier service; wait=False returns once it is spawned (call wait_ready() later)."""
     port = port or free_port()
     argv = [sys.executable, "-m", "verifier.service", "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(workers)]
     proc, log_path = _spawn("verifier", argv, log_dir, env)
-    service = ChildService("verifier", proc, log_path, f"http://127.0.0.1:{port}")
-    try:
-        _wait_until("verifier", proc, log_path, lambda: http_ok(port), timeout_s)
-    except StackError:
-        service.stop(grace_s=1)
-        raise
-    return service
+    service = ChildService("verifier", proc, log_path, f"http://127.0.0.1:{port}",
+                           ready=lambda: http_ok(port), ready_timeout_s=timeout_s)
+    return service.wait_ready() if wait else service
 
 
 class LocalStack(ExitStack):
     """Starts redis / the verifier when the job gives no address; stops them on exit (also on
     SIGTERM, which is turned into SystemExit so the `with` block unwinds, and SIGINT, which is
     KeyboardInterrupt). Should the owner die without unwinding (SIGKILL), the children's
-    parent-death signal ends them (services/wire/lifetime.py)."""
+    parent-death signal ends them (services/wire/lifetime.py).
+
+    defer_ready: entering only spawns the services (both at once); wait_ready() then waits for
+    them, so the caller can start something else meanwhile (run_job: Ray)."""
 
     def __init__(self, run_dir: Path, *, redis_url: str | None, verifier_url: str | None, verifier_workers: int = 2,
-                 watch_s: float = 1.0):
+                 watch_s: float = 1.0, defer_ready: bool = False):
         super().__init__()
         self.run_dir = run_dir
         self.redis_url = redis_url
@@ -171,6 +181,7 @@ class LocalStack(ExitStack):
         self._watch_s = watch_s
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._defer_ready = defer_ready
 
     def __enter__(self) -> "LocalStack":
         super().__enter__()
@@ -180,19 +191,27 @@ class LocalStack(ExitStack):
         self.callback(self._stop_all)
         logs = self.run_dir / "logs"
         if self.redis_url is None:  # each on a port of its own, kept for its restarts
-            self.redis_url = self._own("redis", lambda port=free_port(): start_redis(
-                self.run_dir / "redis", port=port, log_dir=logs)).url
+            self.redis_url = self._own("redis", lambda port=free_port(), wait=True: start_redis(
+                self.run_dir / "redis", port=port, log_dir=logs, wait=wait)).url
         if self.verifier_url is None:
-            self.verifier_url = self._own("verifier", lambda port=free_port(): start_verifier(
-                port=port, workers=self.verifier_workers, log_dir=logs)).url
-        if self.services:
-            self._watcher = threading.Thread(target=self._watch, name="local-stack-watch", daemon=True)
-            self._watcher.start()
+            self.verifier_url = self._own("verifier", lambda port=free_port(), wait=True: start_verifier(
+                port=port, workers=self.verifier_workers, log_dir=logs, wait=wait)).url
+        if not self._defer_ready:
+            self.wait_ready()
         return self
 
-    def _own(self, name: str, start: Callable[[], ChildService]) -> ChildService:
+    def wait_ready(self) -> None:
+        """Every service answers; then the watcher starts (a service that dies during start-up is
+        a StackError, not something to restart)."""
+        for service in self.services.values():
+            service.wait_ready()
+        if self.services and self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="local-stack-watch", daemon=True)
+            self._watcher.start()
+
+    def _own(self, name: str, start: Callable[..., ChildService]) -> ChildService:
         self._starters[name] = start
-        self.services[name] = start()
+        self.services[name] = start(wait=False)  # spawned now, waited for in wait_ready
         return self.services[name]
 
     def _watch(self) -> None:

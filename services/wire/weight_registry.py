@@ -14,12 +14,16 @@ their loaded weights and wait for the restarted learner to publish again).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import ray
-import torch
 
-from services.wire.weight_broadcast import BroadcastOffer, BroadcastServer
 from services.wire.weights import StateDict, WeightVersionUnavailable, to_numpy_state_dict
+
+if TYPE_CHECKING:  # torch loads in the processes that move weights, not in the job's driver
+    import torch
+
+    from services.wire.weight_broadcast import BroadcastOffer, BroadcastServer
 
 WEIGHT_SYNCS = ("object_store", "broadcast")  # the values of rollout.weight_sync
 
@@ -114,6 +118,8 @@ class RayBroadcastWeights:
 
     def publish(self, version: int, state_dict: Mapping[str, torch.Tensor]) -> None:
         if self._server is None:  # reachable from the other nodes at this node's address
+            from services.wire.weight_broadcast import BroadcastServer
+
             self._server = BroadcastServer(ray.util.get_node_ip_address())
         offer = self._server.publish(version, state_dict)
         ray.get(self._registry.publish.remote(version, [offer.to_dict()]), timeout=self._timeout_s)
@@ -125,6 +131,8 @@ class RayBroadcastWeights:
         boxed = ray.get(self._registry.get.remote(version), timeout=self._timeout_s)
         if boxed is None:
             raise WeightVersionUnavailable(version)
+        from services.wire.weight_broadcast import BroadcastOffer
+
         return BroadcastOffer.from_dict(boxed[0])
 
     def close(self) -> None:

@@ -20,10 +20,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported where tensors are converted: the job's driver only holds handles
+    import torch
 
 StateDict = Mapping[str, "np.ndarray | torch.Tensor"]
 
@@ -64,6 +66,8 @@ class BroadcastSource(Protocol):
 def to_numpy_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """CPU numpy copies (zero-copy reads from the Ray object store). numpy has no bfloat16: such
     tensors travel as float32 and the engine casts them back to its dtype."""
+    import torch
+
     out: dict[str, np.ndarray] = {}
     for name, t in state_dict.items():
         t = t.detach().cpu()

@@ -23,7 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def agreement_config(model_dir, zero_stage: int, token_stats: str = "hidden") -> LearnerJob:
     # A small token budget so each rank's share spans several micro-batches (and ranks get padding).
-    return make_job(model_path=str(model_dir), zero_stage=zero_stage, lr=1e-3, batch_prompts=4,
+    # adam_eps 1e-6: AdamW's step g / (sqrt(v) + eps) turns the float noise of a different
+    # reduction order (world size 2 vs 1) on gradients of |g| ~ eps into weight differences up to
+    # lr / eps times that noise; at the default 1e-8 that reached 1.3e-5 on an AVX-512 Xeon
+    # (max at mlp.up_proj), with a correct update. A wrong gradient scaling still moves weights
+    # by ~lr per step, far above the bound.
+    return make_job(model_path=str(model_dir), zero_stage=zero_stage, lr=1e-3, adam_eps=1e-6, batch_prompts=4,
                     mini_batch_prompts=2, micro_batch_tokens=48, max_seq_len=64, seed=0, token_stats=token_stats)
 
 
