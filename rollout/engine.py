@@ -119,6 +119,11 @@ class Engine:
         # vLLM's multi-process mode starts EngineCore (+ worker) processes that outlive a SIGKILLed
         # owner holding the model's memory; they get the parent-death signal (services/wire/lifetime.py).
         children_die_with_me()
+        # vLLM 0.32 with torch >= 2.10 compiles ahead of time and caches the artefact, but with
+        # torch 2.13 loading it always fails ("'function' object has no attribute
+        # 'finalize_loading'") and it recompiles: 10 s of every engine start on 2 cores (20 s ->
+        # 10 s warm for the tiny model). The classic torch.compile path loads inductor's cache.
+        os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
         from vllm import LLM
 
         kwargs = engine_kwargs(str(model_dir), section, seed)
