@@ -38,8 +38,12 @@ def test_verifier_service_takes_its_graders_along(sig, tmp_path):
     assert not left, describe(before, left)
 
 
+# The owner takes SIGINT as a foreground process does (KeyboardInterrupt): started from a shell
+# without job control in the background (`cmd &`), the suite and so the owner inherit SIGINT
+# ignored, and the SIGINT case then tested nothing but that (it failed so in a full run).
 STACK_OWNER = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 from services.control.local_stack import LocalStack
 with LocalStack(Path(sys.argv[1]), redis_url=None, verifier_url=None, verifier_workers=1) as stack:
