@@ -169,17 +169,18 @@ def run_job(spec: JobSpec, *, job_id: str, run_dir: Path, ray_address: str | Non
     # reach (a local Ray's node processes and theirs): services/wire/lifetime.py.
     start_reaper()
     startup: dict[str, float] = {}
+    address = ray_address or spec.infra.ray_address  # none: a private local Ray on this machine
     stack = LocalStack(run_dir, redis_url=spec.infra.redis_url, verifier_url=spec.verifier.url,
                        verifier_workers=spec.verifier.workers, defer_ready=True)
     with stack:  # redis-server and the verifier come up while Ray starts
         with timed(startup, "startup/ray_init_s"):
-            init_ray(ray_address or spec.infra.ray_address, spec)
+            init_ray(address, spec)
         try:
             with timed(startup, "startup/local_stack_s"):  # what is left of their start-up after Ray's
                 stack.wait_ready()
             ctx = JobContext(job_id=job_id, spec=spec, run_dir=run_dir, redis_url=stack.redis_url,
                              verifier_url=stack.verifier_url, store=store, on_step=on_step, startup=startup,
-                             local_ray=not (ray_address or spec.infra.ray_address))
+                             local_ray=not address)
             return run_training(ctx)
         finally:
             ray.shutdown()

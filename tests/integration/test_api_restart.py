@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,11 +14,10 @@ import psutil
 import pytest
 
 from tests.integration import api_process
+from tests.integration.api_process import ROOT, SIMKO
 from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-SIMKO = str(Path(sys.executable).parent / "simko")
 TOKEN = "restart-token"
 STEPS = 5
 

@@ -4,19 +4,16 @@ the job API with two rollout workers resized to one mid-job, plus cancel and a R
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.integration.api_process import start_api
+from tests.integration.api_process import ROOT, SIMKO, start_api
 from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-SIMKO = str(Path(sys.executable).parent / "simko")
 REQUIRED_KEYS = ["learner/optimizer_steps", "loss/policy", "reward/mean", "dist/lambda_1", "dist/lambda_2", "dist/lambda_3",
                  "dist/entropy_mean", "perf/tokens_per_s", "rollout/staleness_max", "learner/weight_version"]
 

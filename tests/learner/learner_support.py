@@ -1,5 +1,5 @@
-"""Helpers for the learner engine tests: synthetic scored groups on the tiny model's vocabulary, and
-LearnerJobs from flat keyword overrides."""
+"""Helpers for the learner engine tests: synthetic scored groups on the tiny model's vocabulary,
+LearnerJobs from flat keyword overrides, and comparing trained weights."""
 from __future__ import annotations
 
 import random
@@ -39,3 +39,14 @@ def make_job(**overrides) -> LearnerJob:
     job = dict(model_path="unused", temperature=1.0, max_response_tokens=256, seed=0)
     job.update(overrides)
     return LearnerJob(learner=LearnerSection(**learner), algorithm=AlgorithmSection(**algorithm), **job)
+
+
+def weights(engine) -> dict:
+    """The engine's full weights (CPU tensors; every rank must call it under ZeRO-3)."""
+    return engine.full_state_dict()
+
+
+def max_diff(a: dict, b: dict) -> float:
+    """Largest absolute element difference between two state dicts with the same keys."""
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)

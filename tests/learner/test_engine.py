@@ -11,13 +11,9 @@ from learner.batching import mini_batches, prepare_batch
 from learner.engine import LearnerEngine
 from learner.losses.simko import forking_threshold
 from learner.token_stats import compute_token_stats
-from tests.learner.learner_support import make_groups
+from tests.learner.learner_support import make_groups, weights
 
 pytestmark = pytest.mark.slow
-
-
-def weights(engine: LearnerEngine) -> dict[str, torch.Tensor]:
-    return engine.full_state_dict()
 
 
 def test_every_trainable_parameter_changes_after_one_update(learner_config):

@@ -13,7 +13,7 @@ import torch
 from learner.config import LearnerJob
 from learner.distributed import free_port
 from learner.engine import LearnerEngine
-from tests.learner.learner_support import make_groups, make_job
+from tests.learner.learner_support import make_groups, make_job, max_diff
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +46,6 @@ def train(model_dir, zero_stage: int, token_stats: str = "hidden") -> dict[str, 
 @pytest.fixture(scope="module")
 def reference(tiny_model_dir):
     return train(tiny_model_dir, 0)
-
-
-def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
 
 def test_training_moved_the_weights(reference, tiny_model_dir):

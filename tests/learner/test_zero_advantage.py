@@ -12,7 +12,7 @@ from learner.batching import mini_batches, plan_mini_batch, prepare_batch
 from learner.engine import LearnerEngine
 from learner.losses import make_hparams, policy_loss, zero_advantage_inert
 from learner.losses.registry import get_loss, registered_losses
-from tests.learner.learner_support import make_groups, make_job
+from tests.learner.learner_support import make_groups, make_job, max_diff, weights
 from tests.learner.loss_cases import on_policy_old_logprobs
 
 INERT = [name for name in registered_losses() if get_loss(name).zero_advantage_inert]
@@ -100,14 +100,6 @@ def test_separate_packing_keeps_rows_and_weights_and_marks_only_zero_rows_inert(
     assert [mb.inert for mb in apart] == sorted(mb.inert for mb in apart)
 
 
-def weights(engine: LearnerEngine) -> dict[str, torch.Tensor]:
-    return engine.full_state_dict()
-
-
-def max_difference(a: dict, b: dict) -> float:
-    return max(float((a[k] - b[k]).abs().max()) for k in a)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("zero_stage", [0, 2])
 @pytest.mark.parametrize("loss", ["grpo", "simko"])
@@ -139,7 +131,7 @@ def test_engine_skips_zero_advantage_backward_with_the_same_update(learner_confi
             assert a[key] == pytest.approx(c[key], rel=1e-5, abs=1e-7), key
     final = weights(skipping)
     assert all(torch.equal(final[k], v) for k, v in weights(same_packing).items())
-    assert max_difference(final, weights(LearnerEngine(cfg))) > 1e-4  # the updates did move them
+    assert max_diff(final, weights(LearnerEngine(cfg))) > 1e-4  # the updates did move them
 
 
 @pytest.mark.slow
