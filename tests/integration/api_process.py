@@ -1,6 +1,8 @@
-"""`simko serve api` as a real process for the integration tests: started, waited for, a client."""
+"""`simko serve api` as a real process for the integration tests: started, waited for, a client; and
+the rows a job wrote to its run directory's metrics.jsonl."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -12,6 +14,11 @@ from services.control.local_stack import free_port, http_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 SIMKO = str(Path(sys.executable).parent / "simko")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Every row of the run's metrics.jsonl, in order."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def start_api(env: dict, token: str, *, timeout_s: float = 60,

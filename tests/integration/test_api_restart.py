@@ -2,7 +2,6 @@
 after step 1 of the tiny job and a new API process started on the same Redis; the job keeps
 training under it, is cancelled through it and resumed through `POST /v1/jobs/{id}/resume`, and the
 resumed controller continues from the newest checkpoint of the run directory to the last step."""
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import psutil
 import pytest
 
 from tests.integration import api_process
-from tests.integration.api_process import ROOT, SIMKO
+from tests.integration.api_process import ROOT, SIMKO, read_metrics
 from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
 
 pytestmark = pytest.mark.slow
@@ -33,10 +32,6 @@ def wait_job(client: httpx.Client, job_id: str, until, timeout_s: float = 900) -
         assert time.monotonic() < deadline, job
         time.sleep(1.0)
     return job
-
-
-def file_rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_job_survives_an_api_sigkill_then_cancels_and_resumes_from_its_checkpoint(redis_url, tmp_path):
@@ -72,7 +67,7 @@ def test_job_survives_an_api_sigkill_then_cancels_and_resumes_from_its_checkpoin
         assert client.post(f"/v1/jobs/{job_id}/cancel").json()["state"] == "cancelling"
         job = wait_job(client, job_id, lambda j: j["state"] not in ("running", "cancelling"), timeout_s=300)
         assert job["state"] == "cancelled", job
-        before = file_rows(run_dir)
+        before = read_metrics(run_dir)
         checkpoint = max(int(p.name.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*"))
         assert 2 <= checkpoint < STEPS and before[-1]["trainer/step"] < STEPS
 
@@ -81,7 +76,7 @@ def test_job_survives_an_api_sigkill_then_cancels_and_resumes_from_its_checkpoin
         job = wait_job(client, job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"))
         assert job["state"] == "succeeded" and job["attempt"] == 2, job
         assert job["controller_pid"] != controller
-        resumed = file_rows(run_dir)[len(before):]
+        resumed = read_metrics(run_dir)[len(before):]
         # From the step after the newest checkpoint, not from step 1 of a fresh model.
         assert [r["trainer/step"] for r in resumed] == list(range(checkpoint + 1, STEPS + 1)), resumed
         assert resumed[0]["learner/weight_version"] >= before[checkpoint - 1]["learner/weight_version"] >= 1

@@ -1,7 +1,6 @@
 """A whole SimKO job on CPU through the real system: `simko train` (private redis-server, Ray,
 verifier over HTTP, vLLM rollout worker actors, DeepSpeed learner actor) and the same job through
 the job API with two rollout workers resized to one mid-job, plus cancel and a Redis restart."""
-import json
 import os
 import subprocess
 import time
@@ -10,16 +9,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.integration.api_process import ROOT, SIMKO, start_api
+from tests.integration.api_process import ROOT, SIMKO, read_metrics, start_api
 from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
 
 pytestmark = pytest.mark.slow
 REQUIRED_KEYS = ["learner/optimizer_steps", "loss/policy", "reward/mean", "dist/lambda_1", "dist/lambda_2", "dist/lambda_3",
                  "dist/entropy_mean", "perf/tokens_per_s", "rollout/staleness_max", "learner/weight_version"]
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def wait_for_rows(job: subprocess.Popen, run_dir: Path, count: int, timeout_s: float = 600) -> None:
