@@ -74,11 +74,12 @@ def demo_spec(plan: DemoPlan, arm: str, train_file: Path, *, steps: int) -> dict
         "model": {"path": "builtin:tiny"},
         "data": {"train": str(train_file), "prompt_template": TEMPLATE},
         "algorithm": algorithm_section(arm),
-        # enforce_eager: a demo starts four vLLM engines (base evaluation, one per arm, trained evaluation),
-        # and vLLM's graph compilation costs ~35 s of each on the slower machine profile (AMD EPYC: LLM()
-        # 41 s compiled, 6 s eager; a 4-minute demo overran by 21% compiled) and ~80 s of the first one on
-        # a cold cache. The price is generation: on AVX-512 Intel 0.89-0.97 s per step eager against
-        # 0.67-0.75 s compiled (README, "Start-up"). `--set rollout.enforce_eager=false` compiles.
+        # enforce_eager: a demo starts four or five vLLM engines (base evaluation; one per run_job, and the
+        # first arm's calibration and resumed runs are two; trained evaluation). vLLM's graph compilation
+        # costs ~35 s of each on the slower machine profile (AMD EPYC: LLM() 41 s compiled, 6 s eager; a
+        # 4-minute demo overran by 21% compiled), and a cold cache's first job ~80 s more (Intel: first step
+        # 111 s compiled, 31 s eager). The price is generation: on AVX-512 Intel 0.89-0.97 s per step eager
+        # against 0.67-0.75 s compiled (README, "Start-up"). `--set rollout.enforce_eager=false` compiles.
         "rollout": {"workers": 1, "n": 8, "temperature": 1.0, "max_tokens": MAX_TOKENS, "max_model_len": 256,
                     "kv_cache_bytes": 256 << 20, "batch_groups": 8, "enforce_eager": True},
         # lr: 3e-4 collapsed both arms within 100 steps on the earlier model (pass@64 93.8 -> ~43); 3e-5 moved
