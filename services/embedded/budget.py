@@ -3,10 +3,15 @@
 Nothing here knows how fast any machine is: every cost is measured on the machine, in this run,
 before it is used, so a machine 4x slower gets about 4x fewer steps, not a 4x longer demo.
 
-    evaluate the base model                        -> eval_setup_s (verifier + vLLM engine start), eval_model_s
+    evaluate the base model                        -> eval_setup_s (verifier + vLLM engine start + one warm-up
+                                                      batch: a first generate pays one-time kernel set-up, 3-15 s
+                                                      on AMD EPYC, that timed into eval_model_s predicted a trained
+                                                      evaluation of 57 s that took 6), eval_model_s
     train the first arm for k calibration steps    -> step_s (mean of the later half of steps 2..k: step 1 waits
                                                       for the rollout engine to start and compile, and a run's
-                                                      next few steps are still slower than its steady ones),
+                                                      next few steps are still slower than its steady ones;
+                                                      the plan uses the mean's upper bound, mean + 2 standard
+                                                      errors, as it holds for ~100 steps measured on ~5),
                                                       run_start_s (run start to the end of step k, minus k steady
                                                       steps: start-up plus the early steps' excess, paid by
                                                       every run),
@@ -47,11 +52,27 @@ def steady_step_s(step_walls: list[float]) -> float:
     """Mean wall time of the steady steps: the later half of the steps after the first. Measured on
     a slow 2-core machine, every run's first ~5 steps took ~1.2x its later ones; averaging them in
     sized the demo ~20% short of its budget (docs/demo_results.md)."""
+    steady = _steady(step_walls)
+    return sum(steady) / len(steady)
+
+
+def _steady(step_walls: list[float]) -> list[float]:
     if len(step_walls) < 2:
         raise ValueError("need at least 2 steps to measure a steady step")
     after_first = step_walls[1:]
-    steady = after_first[len(after_first) // 2:]
-    return sum(steady) / len(steady)
+    return after_first[len(after_first) // 2:]
+
+
+def planning_step_s(step_walls: list[float]) -> float:
+    """The steady steps' mean plus two standard errors: the step time a plan multiplies by a hundred
+    steps or more. The ~5 steady calibration steps of a 2-core machine scatter by +-20% (0.75-1.02 s
+    on AMD EPYC); their plain mean sized a demo whose later steps averaged 13% more."""
+    steady = _steady(step_walls)
+    mean = sum(steady) / len(steady)
+    if len(steady) < 2:
+        return mean
+    var = sum((w - mean) ** 2 for w in steady) / (len(steady) - 1)
+    return mean + 2.0 * math.sqrt(var / len(steady))
 
 
 def run_s(costs: Costs, steps: int) -> float:
