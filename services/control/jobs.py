@@ -5,8 +5,8 @@ Keys: simko:jobs (set of ids), simko:job:{id} (hash: the record), simko:job:{id}
 JSON step metrics), simko:job:{id}:control (hash: cancel flag and time, desired rollout workers),
 simko:job:{id}:controller (hash: the identity of the attempt's controller process, ControllerProcess).
 
-The controller process identity is a key of its own, written only by the API that launched it, so
-it never races with the controller's own read-modify-write updates of the record.
+The controller process identity is a key of its own, written only by the API that launched it; the
+record's updates (the controller's step, an API's state) are atomic read-modify-writes (JobStore.update).
 """
 from __future__ import annotations
 
@@ -120,12 +120,23 @@ class JobStore:
         return sorted(records, key=lambda r: r.created_at)
 
     def update(self, job_id: str, **changes: Any) -> JobRecord:
-        record = self.get(job_id)
-        for name, value in changes.items():
-            setattr(record, name, JobState(value) if name == "state" else value)
-        record.updated_at = time.time()
-        self.kv.hset(self._key(job_id), record.to_hash())
-        return record
+        """Change some fields of the record, atomically: the controller writes its step while an API
+        writes the state (cancelling), and a plain read-modify-write let the step's write put back
+        the state it had read (seen: a cancelled job recorded failed, tests/control/test_job_store.py)."""
+        updated: list[JobRecord] = []
+
+        def change(data: dict[str, str]) -> dict[str, str]:
+            if not data:
+                raise UnknownJob(job_id)
+            record = JobRecord.from_hash(data)
+            for name, value in changes.items():
+                setattr(record, name, JobState(value) if name == "state" else value)
+            record.updated_at = time.time()
+            updated[:] = [record]
+            return record.to_hash()
+
+        self.kv.update_hash(self._key(job_id), change)
+        return updated[0]
 
     # metrics -------------------------------------------------------------------------------
     def append_metrics(self, job_id: str, metrics: dict[str, Any]) -> None:

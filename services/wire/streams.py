@@ -285,6 +285,17 @@ class RedisKV:
     def hgetall(self, key: str) -> dict[str, str]:
         return self._call(lambda: self._client.hgetall(key))
 
+    def update_hash(self, key: str, change: Callable[[dict[str, str]], dict[str, str]]) -> dict[str, str]:
+        """Read a hash, write `change(its fields)` back, atomically (WATCH/MULTI/EXEC, retried while
+        another client wrote the key in between); returns what was written. `change` may raise."""
+        def attempt(pipe) -> dict[str, str]:
+            mapping = change(pipe.hgetall(key))
+            pipe.multi()
+            pipe.hset(key, mapping=mapping)
+            return mapping
+
+        return self._call(lambda: self._client.transaction(attempt, key, value_from_callable=True))
+
     def sadd(self, key: str, member: str) -> None:
         self._call(lambda: self._client.sadd(key, member))
 
