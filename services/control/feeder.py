@@ -108,13 +108,23 @@ class PromptSupply:
             self.feeder.advance(wanted)
 
     def recover_lost(self, trained: int, version: int) -> None:
-        """Nothing pending on either stream although groups are in flight: they vanished (a Redis
-        restart without persistence). Publish them again; groups the learner already collected
-        come back as duplicates, which it ACKs without counting them twice."""
-        idle = self.prompts.backlog(PROMPTS_GROUP) == 0 and self.rollouts.backlog(ROLLOUTS_GROUP) == 0
-        if idle and self.feeder.fed > trained:
-            log.warning("%d in-flight prompt groups vanished from Redis; re-feeding them", self.feeder.fed - trained)
-            self.refed += self.feeder.fed - trained
+        """Called after the learner waited a poll in vain. Every group in flight (fed, not yet
+        consumed by a trained batch) is on one of the streams until the learner ACKs it: a prompt
+        until its scored group is published (the worker ACKs after publishing), a scored group until
+        its batch is trained (the learner's half-collected batch is pending there). Fewer entries
+        than groups in flight means some vanished (a Redis restart without persistence): publish all
+        of them again; those that survived come back as duplicates, which the learner ACKs without
+        counting them twice. Dead-lettered entries count as accounted for: a poison prompt must stay
+        dead, not come back with every idle poll. (Waiting for both streams to be empty instead missed the restart that
+        left the learner holding one group: the job stalled until that group was dead-lettered,
+        5 reclaims x 60 s later.)"""
+        in_flight = self.feeder.fed - trained
+        on_streams = (self.prompts.backlog(PROMPTS_GROUP) + self.rollouts.backlog(ROLLOUTS_GROUP)
+                      + self.prompts.dead_letters() + self.rollouts.dead_letters())
+        if in_flight > on_streams:
+            log.warning("%d in-flight prompt groups, %d on the streams: some vanished from Redis; re-feeding "
+                        "the %d in flight", in_flight, on_streams, in_flight)
+            self.refed += in_flight
             self.feeder.fed = trained
             self.top_up(trained, version)
 
