@@ -14,6 +14,7 @@ import pytest
 from services.control.jobspec import JobSpec
 from tests.api.cdp import Chromium
 from tests.api.ui_support import ROOT, api_process
+from tests.job_overrides import EAGER
 
 TOKEN = "ui-job-token-0815"
 STEPS = 4
@@ -28,7 +29,7 @@ def points(tab, chart: str) -> int:
 def test_a_real_tiny_job_on_the_job_page(redis_url, tmp_path):
     spec = JobSpec.from_yaml(ROOT / "configs" / "tiny.yaml", [
         f"trainer.steps={STEPS}", "trainer.eval_every=2", "trainer.eval_n=4", "trainer.eval_problems=8",
-        "trainer.export_final=false", "trainer.loggers=[jsonl,tensorboard]"]).model_dump(mode="json")
+        "trainer.export_final=false", "trainer.loggers=[jsonl,tensorboard]", EAGER]).model_dump(mode="json")
     runs = tmp_path / "runs"
     with api_process(redis_url, runs, TOKEN, tmp_path / "api.log") as (base, client), Chromium(tmp_path) as browser:
         response = client.post("/v1/jobs", json=spec)

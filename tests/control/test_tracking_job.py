@@ -13,6 +13,7 @@ import pytest
 
 from services.control.tracking.base import load_state
 from tests.control.tracking_readers import read_mlflow, read_tensorboard, read_wandb
+from tests.job_overrides import EAGER_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("dist/lambda_1", "dist/lambda_2", "dist/lambda_3", "reward/mean", "loss/policy")
@@ -27,7 +28,7 @@ def simko_train(run_dir: Path, tmp_path: Path, steps: int) -> None:
         env.pop(var, None)
     cmd = [sys.executable, "-m", "services.cli", "train", "configs/tiny.yaml", "--out", str(run_dir),
            "--set", f"trainer.steps={steps}", "--set", "trainer.loggers=[jsonl,tensorboard,wandb,mlflow]",
-           "--set", "trainer.export_final=false"]
+           "--set", "trainer.export_final=false", *EAGER_ARGS]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "could not be opened" not in done.stderr and "switched off" not in done.stderr, done.stderr[-3000:]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.data.format_fixtures import verl_rows, write_jsonl, write_parquet, write_save_to_disk
+from tests.job_overrides import EAGER
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ def test_simko_train_on_verl_parquet_with_a_chat_eval_set(tmp_path):
     held_out = write_jsonl(tmp_path / "eval.jsonl", [{"messages": [{"role": "user", "content": q}], "answer": a}
                                                      for q, a in (("What is 1 + 1?", "2"), ("What is 2 + 2?", "4"))])
     out = tmp_path / "run"
-    sets = [f"data.train={train}", f"data.eval={held_out}", "data.on_bad_rows=skip", "trainer.steps=2",
+    sets = [EAGER, f"data.train={train}", f"data.eval={held_out}", "data.on_bad_rows=skip", "trainer.steps=2",
             "trainer.eval_every=2", "trainer.eval_n=2", "trainer.eval_problems=2", "trainer.export_final=false",
             "learner.batch_prompts=4", "learner.mini_batch_prompts=4", "rollout.n=4", "rollout.max_tokens=16"]
     result = subprocess.run([SIMKO, "train", "configs/tiny.yaml", "--out", str(out),

@@ -29,6 +29,7 @@ import pytest
 from services.control.local_stack import free_port
 from tests.deploy.compose_support import (ENV_EXAMPLE, REPO, LocalMapping, ServicePlan, load_compose,
                                           read_env_file)
+from tests.job_overrides import EAGER_ARGS
 
 pytestmark = pytest.mark.slow
 
@@ -221,7 +222,7 @@ def test_compose_services_as_processes_run_a_job(tmp_path):
         # As the README submits: no verifier.url, so the API fills in the compose verifier.
         submit = subprocess.run(
             [sys.executable, "-m", "services.cli", "submit", "configs/tiny.yaml", "--api", api_url,
-             "--set", f"trainer.steps={STEPS}"],
+             "--set", f"trainer.steps={STEPS}", *EAGER_ARGS],
             cwd=REPO, env=dict(os.environ, SIMKO_API_TOKEN=stack.secrets["SIMKO_API_TOKEN"]),
             capture_output=True, text=True, timeout=120)
         assert submit.returncode == 0, submit.stderr

@@ -15,6 +15,7 @@ import pytest
 from tests.integration import api_process
 from tests.integration.api_process import ROOT, SIMKO, read_metrics
 from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
+from tests.job_overrides import EAGER_ARGS
 
 pytestmark = pytest.mark.slow
 TOKEN = "restart-token"
@@ -45,7 +46,7 @@ def test_job_survives_an_api_sigkill_then_cancels_and_resumes_from_its_checkpoin
     second = None
     try:
         submit = subprocess.run([SIMKO, "submit", "configs/tiny.yaml", "--api", str(client.base_url), "--token", TOKEN,
-                                 "--set", f"trainer.steps={STEPS}", "--set", "trainer.save_every=1"],
+                                 "--set", f"trainer.steps={STEPS}", "--set", "trainer.save_every=1", *EAGER_ARGS],
                                 cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert submit.returncode == 0, submit.stderr
         job_id = submit.stdout.strip()

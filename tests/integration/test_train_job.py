@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.api_process import ROOT, SIMKO, read_metrics, start_api
 from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
+from tests.job_overrides import EAGER_ARGS
 
 pytestmark = pytest.mark.slow
 REQUIRED_KEYS = ["learner/optimizer_steps", "loss/policy", "reward/mean", "dist/lambda_1", "dist/lambda_2", "dist/lambda_3",
@@ -73,7 +74,7 @@ def test_train_with_a_two_rank_learner(tmp_path):
     rank 0 reads the stream and publishes, both ranks train, checkpoint and export together."""
     out = tmp_path / "run"
     result = subprocess.run([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=3",
-                             "--set", "learner.world_size=2", "--set", "learner.zero_stage=2"],
+                             "--set", "learner.world_size=2", "--set", "learner.zero_stage=2", *EAGER_ARGS],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert_on_policy_progress(read_metrics(out), 3)
@@ -88,7 +89,7 @@ def test_stopped_job_resumes_from_its_checkpoint(tmp_path):
     instead of starting over."""
     out, tag = tmp_path / "run", new_tag()
     argv = [SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=4",
-            "--set", "trainer.save_every=1"]
+            "--set", "trainer.save_every=1", *EAGER_ARGS]
     code, _ = train_with_fault(argv, out, lambda job: job.terminate(), env=tagged_env(tag), timeout_s=120)
     before = read_metrics(out)
     assert code != 0 and len(before) < 4  # stopped early, not finished
@@ -109,7 +110,7 @@ def test_a_sigkilled_learner_is_restarted_from_its_checkpoint(tmp_path):
     from the newest checkpoint (every step) and the job finishes, the restart counted."""
     out, tag = tmp_path / "run", new_tag()
     argv = [SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=5",
-            "--set", "trainer.save_every=1", "--set", "trainer.max_restarts=1"]
+            "--set", "trainer.save_every=1", "--set", "trainer.max_restarts=1", *EAGER_ARGS]
     def kill_the_rank(_job) -> None:
         ranks = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0].startswith("ray::LearnerActor")]
         assert len(ranks) == 1, ranks
@@ -168,7 +169,7 @@ def wait_metrics(client, job_id, count, timeout_s=900):
 def test_api_job_with_two_workers_resized_to_one(api_server):
     client, port, token = api_server
     submit = subprocess.run([SIMKO, "submit", "configs/tiny.yaml", "--api", f"http://127.0.0.1:{port}",
-                             "--token", token, "--set", "trainer.steps=6", "--set", "rollout.workers=2"],
+                             "--token", token, "--set", "trainer.steps=6", "--set", "rollout.workers=2", *EAGER_ARGS],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert submit.returncode == 0, submit.stderr
     job_id = submit.stdout.strip()
@@ -188,7 +189,8 @@ def test_cancel_stops_the_job_and_leaves_no_processes(api_server):
     client, _port, _token = api_server
     spec = {"name": "to-cancel", "model": {"path": "builtin:tiny"},
             "data": {"train": str(ROOT / "configs/data/arith_train.jsonl"), "prompt_template": "boxed"},
-            "rollout": {"workers": 1, "n": 4, "max_tokens": 32, "max_model_len": 256, "kv_cache_bytes": 268435456},
+            "rollout": {"workers": 1, "n": 4, "max_tokens": 32, "max_model_len": 256, "kv_cache_bytes": 268435456,
+                        "enforce_eager": True},  # tests/job_overrides.py
             "learner": {"batch_prompts": 4, "mini_batch_prompts": 4, "max_seq_len": 256},
             "trainer": {"steps": 1000}, "verifier": {"workers": 1}}
     job_id = client.post("/v1/jobs", json=spec).json()["id"]
@@ -230,7 +232,7 @@ def test_redis_restart_mid_job_the_job_continues(redis_factory, tmp_path):
         redis_factory(port)
 
     code, stderr = train_with_fault([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=5",
-                                     "--set", f"infra.redis_url=redis://127.0.0.1:{port}/0"], out, restart_redis)
+                                     "--set", f"infra.redis_url=redis://127.0.0.1:{port}/0", *EAGER_ARGS], out, restart_redis)
     assert code == 0, stderr[-4000:]
     rows = read_metrics(out)
     assert [r["trainer/step"] for r in rows] == [1, 2, 3, 4, 5]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.reliability.owners import REPO, describe, kill_and_collect, wait_for
 from tests.reliability.process_table import kill_tagged, new_tag, tagged_env
+from tests.job_overrides import EAGER_ARGS
 
 pytestmark = pytest.mark.slow
 SIMKO = str(REPO / ".venv" / "bin" / "simko")
@@ -20,7 +21,7 @@ SIMKO = str(REPO / ".venv" / "bin" / "simko")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_simko_train_takes_everything_along(sig, tmp_path):
     tag, out = new_tag(), tmp_path / "run"
-    job = subprocess.Popen([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=1000"],
+    job = subprocess.Popen([SIMKO, "train", "configs/tiny.yaml", "--out", str(out), "--set", "trainer.steps=1000", *EAGER_ARGS],
                            cwd=REPO, env=tagged_env(tag), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         metrics = Path(out) / "metrics.jsonl"
