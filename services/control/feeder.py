@@ -115,9 +115,9 @@ class PromptSupply:
         than groups in flight means some vanished (a Redis restart without persistence): publish all
         of them again; those that survived come back as duplicates, which the learner ACKs without
         counting them twice. Dead-lettered entries count as accounted for: a poison prompt must stay
-        dead, not come back with every idle poll. (Waiting for both streams to be empty instead missed the restart that
-        left the learner holding one group: the job stalled until that group was dead-lettered,
-        5 reclaims x 60 s later.)"""
+        dead, not come back with every idle poll. (Waiting for both streams to be empty instead
+        missed the restart that left the learner holding one group: the job stalled until that
+        group was dead-lettered, 5 reclaims x 60 s later.)"""
         in_flight = self.feeder.fed - trained
         on_streams = (self.prompts.backlog(PROMPTS_GROUP) + self.rollouts.backlog(ROLLOUTS_GROUP)
                       + self.prompts.dead_letters() + self.rollouts.dead_letters())
