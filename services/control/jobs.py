@@ -123,8 +123,6 @@ class JobStore:
         """Change some fields of the record, atomically: the controller writes its step while an API
         writes the state (cancelling), and a plain read-modify-write let the step's write put back
         the state it had read (seen: a cancelled job recorded failed, tests/control/test_job_store.py)."""
-        updated: list[JobRecord] = []
-
         def change(data: dict[str, str]) -> dict[str, str]:
             if not data:
                 raise UnknownJob(job_id)
@@ -132,11 +130,9 @@ class JobStore:
             for name, value in changes.items():
                 setattr(record, name, JobState(value) if name == "state" else value)
             record.updated_at = time.time()
-            updated[:] = [record]
             return record.to_hash()
 
-        self.kv.update_hash(self._key(job_id), change)
-        return updated[0]
+        return JobRecord.from_hash(self.kv.update_hash(self._key(job_id), change))
 
     # metrics -------------------------------------------------------------------------------
     def append_metrics(self, job_id: str, metrics: dict[str, Any]) -> None:

@@ -67,8 +67,7 @@ def planning_step_s(step_walls: list[float]) -> float:
     """The steady steps' mean plus two standard errors: the step time a plan multiplies by a hundred
     steps or more. The ~5 steady calibration steps of a 2-core machine scatter by +-20% (0.75-1.02 s
     on AMD EPYC); their plain mean sized a demo whose later steps averaged 13% more."""
-    steady = _steady(step_walls)
-    mean = sum(steady) / len(steady)
+    steady, mean = _steady(step_walls), steady_step_s(step_walls)
     if len(steady) < 2:
         return mean
     var = sum((w - mean) ** 2 for w in steady) / (len(steady) - 1)
