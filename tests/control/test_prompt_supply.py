@@ -45,7 +45,7 @@ def test_a_redis_restart_that_left_the_learner_one_group_re_feeds_the_lost_ones(
     # The stall seen in tests/integration/test_redis_restart_mid_job: after the restart one group
     # reached the new server and sits pending in the learner's batch; the other prompts are gone.
     job_id = uuid.uuid4().hex[:8]
-    supply, worker, learner = streams(redis_url, job_id)
+    supply, worker, _ = streams(redis_url, job_id)
     supply.top_up(trained=0, version=0)
     first = worker.consume(4)[0][1]
     client = redis.Redis.from_url(redis_url)

@@ -9,9 +9,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from services.control.jobspec import apply_override
 from tests.integration.api_process import ROOT, SIMKO, read_metrics, start_api
 from tests.reliability.process_table import kill_tagged, new_tag, survivors, tagged_env
-from tests.job_overrides import EAGER_ARGS
+from tests.job_overrides import EAGER, EAGER_ARGS
 
 pytestmark = pytest.mark.slow
 REQUIRED_KEYS = ["learner/optimizer_steps", "loss/policy", "reward/mean", "dist/lambda_1", "dist/lambda_2", "dist/lambda_3",
@@ -189,10 +190,10 @@ def test_cancel_stops_the_job_and_leaves_no_processes(api_server):
     client, _port, _token = api_server
     spec = {"name": "to-cancel", "model": {"path": "builtin:tiny"},
             "data": {"train": str(ROOT / "configs/data/arith_train.jsonl"), "prompt_template": "boxed"},
-            "rollout": {"workers": 1, "n": 4, "max_tokens": 32, "max_model_len": 256, "kv_cache_bytes": 268435456,
-                        "enforce_eager": True},  # tests/job_overrides.py
+            "rollout": {"workers": 1, "n": 4, "max_tokens": 32, "max_model_len": 256, "kv_cache_bytes": 268435456},
             "learner": {"batch_prompts": 4, "mini_batch_prompts": 4, "max_seq_len": 256},
             "trainer": {"steps": 1000}, "verifier": {"workers": 1}}
+    apply_override(spec, EAGER)
     job_id = client.post("/v1/jobs", json=spec).json()["id"]
     wait_metrics(client, job_id, 1)
     pid = client.get(f"/v1/jobs/{job_id}").json()["controller_pid"]
