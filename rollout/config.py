@@ -32,7 +32,9 @@ class RolloutSection(BaseModel):
     chat_template: bool = False  # wrap text prompts as one user turn of the tokenizer's chat template
     # engine
     max_model_len: int = Field(2048, ge=16)
-    dtype: str = "auto"  # "auto" keeps the checkpoint dtype; "bfloat16" on GPUs, "float32" for exact tests
+    # "auto": the dtype the checkpoint's config.json declares (rollout.engine.engine_dtype; vLLM's
+    # own "auto" would sample a float32 checkpoint in bfloat16); or "bfloat16", "float32", ...
+    dtype: str = "auto"
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # GPU only
     kv_cache_bytes: int | None = Field(None, ge=1)  # None: vLLM's sizing on GPUs, 1 GiB on CPU

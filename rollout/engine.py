@@ -39,11 +39,37 @@ CPU_DEFAULT_KV_CACHE_BYTES = 1 << 30  # when a CPU engine names no KV-cache size
 TORN_VERSION = -1  # weights left half-updated by a failed broadcast: never sampled with, reloaded first
 
 
-def engine_kwargs(model: str, section: RolloutSection, seed: int) -> dict:
-    """vLLM `LLM(...)` arguments from the rollout section (pure: the settings test reads it)."""
+def checkpoint_dtype(model_dir: Path) -> str | None:
+    """The dtype the checkpoint's config.json declares ("dtype", or the older "torch_dtype"), or None."""
+    import json
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = config.get("dtype") or config.get("torch_dtype")
+    return value.removeprefix("torch.") if isinstance(value, str) else None
+
+
+def engine_dtype(requested: str, declared: str | None) -> str:
+    """The dtype vLLM is given: "auto" becomes the checkpoint's declared dtype (pure).
+
+    vLLM's own "auto" downcasts a float32 checkpoint to the platform's preferred half type
+    (bfloat16 on CPU), so the sampler would run in another precision than the learner (fp32 by
+    default) trains in, and on CPUs without native bf16 (AMD EPYC without AVX-512) its bf16 GEMMs
+    cost ~1.7x fp32's on the tiny reasoner (issue 17). Real checkpoints declare bf16 and keep it."""
+    if requested != "auto" or declared is None:
+        return requested
+    return declared
+
+
+def engine_kwargs(model: str, section: RolloutSection, seed: int, *, declared_dtype: str | None = None) -> dict:
+    """vLLM `LLM(...)` arguments from the rollout section (pure: the settings test reads it).
+
+    declared_dtype: the checkpoint's dtype (checkpoint_dtype), which "auto" resolves to."""
     kwargs = dict(
         model=model,
-        dtype=section.dtype,
+        dtype=engine_dtype(section.dtype, declared_dtype),
         tensor_parallel_size=section.tensor_parallel_size,
         max_model_len=section.max_model_len,
         gpu_memory_utilization=section.gpu_memory_utilization,
@@ -126,7 +152,7 @@ class Engine:
         os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
         from vllm import LLM
 
-        kwargs = engine_kwargs(str(model_dir), section, seed)
+        kwargs = engine_kwargs(str(model_dir), section, seed, declared_dtype=checkpoint_dtype(model_dir))
         t0 = time.perf_counter()
         self.llm = LLM(**kwargs)
         self.startup_s = time.perf_counter() - t0
@@ -369,5 +395,6 @@ def _engine_in_process(llm) -> bool:
     return isinstance(getattr(llm.llm_engine, "engine_core", None), InprocClient)
 
 
-__all__ = ["Engine", "PromptResult", "EngineLoadError", "WeightUpdateError", "checkpoint_spec", "engine_kwargs",
+__all__ = ["Engine", "PromptResult", "EngineLoadError", "WeightUpdateError", "checkpoint_dtype", "checkpoint_spec",
+           "engine_dtype", "engine_kwargs",
            "load_checkpoint", "sampling_kwargs"]

@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from rollout.config import RolloutJob, RolloutSection
-from rollout.engine import engine_kwargs, sampling_kwargs
+from rollout.engine import checkpoint_dtype, engine_dtype, engine_kwargs, sampling_kwargs
 from rollout.metrics import RolloutMetrics
 from rollout.serve import parse_args, weight_source_from_spec
 from services.wire.messages import Sample, ScoredGroup
@@ -27,6 +27,22 @@ def test_section_validates_loudly() -> None:
     sp = sampling_kwargs(section, 5)
     assert sp["n"] == 5 and sp["logprobs"] == 0 and sp["stop"] == ["###"]  # the sampled token's only
     assert engine_kwargs("/m", section, seed=3)["model"] == "/m"
+
+
+def test_auto_dtype_is_the_checkpoints_declared_dtype(tmp_path) -> None:
+    # vLLM's own "auto" samples a float32 checkpoint in bfloat16; ours keeps what config.json declares.
+    (tmp_path / "config.json").write_text('{"dtype": "float32"}')
+    assert checkpoint_dtype(tmp_path) == "float32"
+    (tmp_path / "config.json").write_text('{"torch_dtype": "bfloat16"}')  # transformers < 5 spelling
+    assert checkpoint_dtype(tmp_path) == "bfloat16"
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2"}')
+    assert checkpoint_dtype(tmp_path) is None
+    assert checkpoint_dtype(tmp_path / "missing") is None
+    assert engine_dtype("auto", "float32") == "float32" and engine_dtype("auto", "bfloat16") == "bfloat16"
+    assert engine_dtype("bfloat16", "float32") == "bfloat16"  # an explicit choice wins
+    assert engine_dtype("auto", None) == "auto"  # nothing declared: vLLM decides
+    assert engine_kwargs("/m", RolloutSection(), seed=0, declared_dtype="float32")["dtype"] == "float32"
+    assert engine_kwargs("/m", RolloutSection(), seed=0)["dtype"] == "auto"
 
 
 def test_parse_args_flags_override_file(tmp_path) -> None:

@@ -16,7 +16,10 @@ PROMPTS = ["What is 2 + 3? Put the answer in \\boxed{}.", "True or False: not Fa
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path):
-    eng = Engine(str(tiny_model_dir), RolloutSection(dtype="float32", max_model_len=128, kv_cache_bytes=64 * 2**20))
+    # dtype "auto" (the default): the tiny checkpoint declares float32, and the 1e-4 match against the
+    # float32 HF forward below holds only if "auto" keeps it (vLLM's own "auto" would run bfloat16).
+    eng = Engine(str(tiny_model_dir), RolloutSection(max_model_len=128, kv_cache_bytes=64 * 2**20))
+    assert eng.dtype == torch.float32
     yield eng
     eng.shutdown()
 
