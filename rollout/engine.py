@@ -9,6 +9,7 @@ top_p < 1 the top-k list may contain -inf for candidates outside the nucleus.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -41,8 +42,6 @@ TORN_VERSION = -1  # weights left half-updated by a failed broadcast: never samp
 
 def checkpoint_dtype(model_dir: Path) -> str | None:
     """The dtype the checkpoint's config.json declares ("dtype", or the older "torch_dtype"), or None."""
-    import json
-
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except (OSError, ValueError):
