@@ -134,7 +134,10 @@ class RedisStream:
         payloads = [encode(m) for m in messages]
 
         def send() -> list[bytes]:
-            pipe = self._client.pipeline(transaction=False)
+            # MULTI/EXEC: a consumer blocked in XREADGROUP is served after the whole batch, not after
+            # its first XADD (a plain pipeline woke the rollout worker to one group of a step's
+            # eight, and the step ran two generate calls: issue 17).
+            pipe = self._client.pipeline(transaction=True)
             for p in payloads:
                 pipe.xadd(self.stream, {PAYLOAD_FIELD: p}, maxlen=self.config.maxlen, approximate=True)
             return pipe.execute()

@@ -65,6 +65,24 @@ def test_blocking_consume_wakes_on_publish(redis_url: str, stream_name: str) -> 
     assert [m for _, m in got] == [prompt(0)] and time.monotonic() - t0 < 4
 
 
+def test_a_blocked_consumer_gets_a_published_batch_whole(redis_url: str, stream_name: str) -> None:
+    # A rollout worker blocks on the prompts stream while the feeder publishes a step's groups: it
+    # must wake to all of them, not to the first XADD of the batch (a split batch made every step
+    # run two generate calls, issue 17).
+    cfg = QueueConfig(url=redis_url)
+    consumer = RedisStream(cfg, stream_name, group=PROMPTS_GROUP, consumer="c1")
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(consumer.consume(count=8, block_ms=5000)))
+    reader.start()
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + 5
+    while not any(c.get("cmd") == "xreadgroup" for c in client.client_list()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the consumer is blocked in XREADGROUP
+    RedisStream(cfg, stream_name).publish_many([prompt(i) for i in range(8)])
+    reader.join(10)
+    assert [m for _, m in got] == [prompt(i) for i in range(8)]
+
+
 def test_maxlen_bounds_the_stream(redis_url: str, stream_name: str) -> None:
     producer = RedisStream(QueueConfig(url=redis_url, maxlen=100), stream_name)
     producer.publish_many([prompt(i) for i in range(1000)])
