@@ -99,6 +99,14 @@ def test_e2e_memory_sums_the_whole_process_tree(tmp_path):
         assert int((tmp_path / "daemon").read_text()) not in support.side_pids(proc.pid, "another-token")
         pss, rss = support.memory_kib(found)
         assert rss >= (32 + 64 + 16) << 10 and pss >= (32 + 64 + 16) << 10
+        assert support.rss_kib(found) >= (32 + 64 + 16) << 10  # the cheap counter the sampler polls
+        sampler = support.PeakMemory(proc.pid, token, interval=0.05)
+        sampler.start()
+        time.sleep(0.5)
+        peak = sampler.stop()
+        assert peak["rss_mib"] >= 32 + 64 + 16 and peak["pss_mib"] >= 32 + 64 + 16 and peak["processes"] >= 3
+        # PSS (the page-table walk) is read only at a new RSS high, never more often than RSS.
+        assert 1 <= peak["pss_samples"] <= peak["samples"] and peak["sampler_cpu_s"] >= 0
     finally:
         (tmp_path / "stop").write_text("")
         proc.wait(timeout=60)
