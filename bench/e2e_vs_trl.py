@@ -22,7 +22,7 @@ Per side: wall_s (launch to the last step, start-up included), first_step_s, ste
 the last --last steps), breakdown_median (median over the steady steps of every timing key the side
 logs: ours perf/*, TRL the phases bench/trl_side.py times), startup (ours' startup/* keys),
 peak_memory (PSS and RSS summed over the side's process tree: RSS sampled once a second, PSS read
-at each new RSS high; sampler_cpu_s is what the sampling itself cost).
+when RSS grew 1% since the last read; sampler_cpu_s is what the sampling itself cost).
 Ratios: ours / TRL steady s/step, wall, first step and peak PSS for each staleness; steps/min of
 each staleness over staleness 0. Hold the heavy lock for the whole run: the runs are one benchmark.
 """

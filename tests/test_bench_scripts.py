@@ -105,7 +105,7 @@ def test_e2e_memory_sums_the_whole_process_tree(tmp_path):
         time.sleep(0.5)
         peak = sampler.stop()
         assert peak["rss_mib"] >= 32 + 64 + 16 and peak["pss_mib"] >= 32 + 64 + 16 and peak["processes"] >= 3
-        # PSS (the page-table walk) is read only at a new RSS high, never more often than RSS.
+        # PSS (the page-table walk) is read only when RSS grew, never more often than RSS.
         assert 1 <= peak["pss_samples"] <= peak["samples"] and peak["sampler_cpu_s"] >= 0
     finally:
         (tmp_path / "stop").write_text("")
