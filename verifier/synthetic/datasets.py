@@ -5,6 +5,11 @@
 - tiny_train.jsonl / tiny_eval.jsonl: the embedded default's mixture (suite.DEFAULT_MIX), disjoint
   prompts, used by configs/tiny.yaml with the prompt template "Q: {prompt}\\nA:".
 - arith_train.jsonl / arith_eval.jsonl: two-operand arithmetic only ("What is a op b?").
+
+The committed tiny_*.jsonl predate commit c7d0814, which changed the suite's generators: this
+command now writes a different (equally seeded, reproducible) tiny mix. The files were kept, not
+regenerated, because the recorded results (README, docs/) trained and evaluated on them; write to
+another directory to get the current mix.
 """
 from __future__ import annotations
 
