@@ -1,6 +1,6 @@
-"""Write the committed datasets under configs/data/ from the generators (seeded, reproducible):
+"""Write the embedded datasets from the generators (seeded, reproducible) into OUT_DIR:
 
-    python -m verifier.synthetic.datasets configs/data
+    python -m verifier.synthetic.datasets OUT_DIR
 
 - tiny_train.jsonl / tiny_eval.jsonl: the embedded default's mixture (suite.DEFAULT_MIX), disjoint
   prompts, used by configs/tiny.yaml with the prompt template "Q: {prompt}\\nA:".
@@ -8,8 +8,8 @@
 
 The committed tiny_*.jsonl predate commit c7d0814, which changed the suite's generators: this
 command now writes a different (equally seeded, reproducible) tiny mix. The files were kept, not
-regenerated, because the recorded results (README, docs/) trained and evaluated on them; write to
-another directory to get the current mix.
+regenerated, because the recorded results (README, docs/) trained and evaluated on them: writing
+into configs/data replaces them with the current mix.
 """
 from __future__ import annotations
 
