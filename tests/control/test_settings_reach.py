@@ -31,8 +31,8 @@ CHANGED = {
     "rollout": {"workers": 3, "n": 4, "temperature": 0.7, "top_p": 0.9, "max_tokens": 100, "stop": ["</s>"],
                 "top_logprobs": 2, "chat_template": True, "max_model_len": 1024, "dtype": "bfloat16",
                 "tensor_parallel_size": 2, "gpu_memory_utilization": 0.5, "kv_cache_bytes": 1 << 28,
-                "max_num_batched_tokens": 4096, "enforce_eager": True, "enable_prefix_caching": False,
-                "batch_groups": 5, "pipeline": False, "block_ms": 250, "backpressure_bound": 64,
+                "max_num_batched_tokens": 4096, "enable_chunked_prefill": True, "enforce_eager": True,
+                "enable_prefix_caching": False, "batch_groups": 5, "pipeline": False, "block_ms": 250, "backpressure_bound": 64,
                 "reclaim_idle_ms": 5000, "weight_wait_s": 9.0, "weight_sync": "broadcast", "metrics_interval_s": 7.0, "num_cpus": 2.0,
                 "num_gpus": 1.0, "resources": {"rollout": 1.0}},
     "learner": {"lr": 3e-6, "warmup_steps": 4, "weight_decay": 0.1, "betas": [0.8, 0.95], "adam_eps": 1e-6,
@@ -127,10 +127,11 @@ def test_rollout_fields_reach_vllm(spec):
 
     engine = engine_kwargs("/models/m", spec.rollout, seed=spec.trainer.seed)
     assert {k: engine[k] for k in ("dtype", "tensor_parallel_size", "max_model_len", "gpu_memory_utilization",
-                                   "max_num_batched_tokens", "enforce_eager", "enable_prefix_caching", "seed",
+                                   "max_num_batched_tokens", "enable_chunked_prefill", "enforce_eager", "enable_prefix_caching", "seed",
                                    "kv_cache_memory_bytes")} == {
         "dtype": "bfloat16", "tensor_parallel_size": 2, "max_model_len": 1024, "gpu_memory_utilization": 0.5,
-        "max_num_batched_tokens": 4096, "enforce_eager": True, "enable_prefix_caching": False, "seed": 5,
+        "max_num_batched_tokens": 4096, "enable_chunked_prefill": True, "enforce_eager": True,
+        "enable_prefix_caching": False, "seed": 5,
         "kv_cache_memory_bytes": 1 << 28}
     assert engine["worker_extension_cls"] == "rollout.weight_receiver.WeightReceiverExtension"  # weight_sync
     sampling = sampling_kwargs(spec.rollout, spec.rollout.n)

