@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from learner.learner import Learner
+from services.wire.streams import GenerationMarks
 from services.wire.messages import ScoredGroup
 from services.wire.streams import ROLLOUTS_GROUP, QueueConfig, RedisStream, rollouts_stream
 from services.wire.weight_registry import weights_for
@@ -53,7 +54,12 @@ class LearnerActor:
         from learner.engine import LearnerEngine
         from learner.learner import Learner
 
-        engine = LearnerEngine(self.job)
+        busy = None
+        if self.job.torch_threads and self.redis_url is not None and self.job.job_id is not None:
+            # A thread cap means the learner shares the machine with the rollout (placement): lift it
+            # while no worker generates (learner.threads).
+            busy = GenerationMarks(self.redis_url, self.job.job_id).any_generating
+        engine = LearnerEngine(self.job, rollout_busy=busy)
         source = publisher = None
         if engine.rank == 0 and self.job.job_id is not None:
             if self.redis_url is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import deepspeed
@@ -26,6 +27,7 @@ from learner.losses import make_hparams, policy_loss, zero_advantage_inert
 from learner.masked import masked_quantile
 from learner.metrics import StatsAccumulator
 from learner.state import LearnerState
+from learner.threads import ThreadGovernor
 from learner.token_stats import HiddenStates, token_stats_of
 from services.wire.messages import ScoredGroup
 
@@ -75,10 +77,17 @@ def deepspeed_config(cfg: LearnerSection, world_size: int) -> dict:
 
 
 class LearnerEngine:
-    def __init__(self, job: LearnerJob) -> None:
+    def __init__(self, job: LearnerJob, *, rollout_busy: Callable[[], bool] | None = None) -> None:
+        """rollout_busy: whether a rollout worker on this machine is generating now (learner.actor
+        builds it from services.wire.streams.GenerationMarks). With it and a thread cap (job.torch_threads), the
+        learner uses its num_cpus threads whenever no worker generates (learner.threads)."""
         self.job = job
         self.cfg = cfg = job.learner
-        if job.torch_threads:
+        self.threads: ThreadGovernor | None = None
+        full = max(1, int(cfg.num_cpus))
+        if job.torch_threads and rollout_busy is not None and job.torch_threads < full:
+            self.threads = ThreadGovernor(rollout_busy, capped=job.torch_threads, full=full)
+        elif job.torch_threads:
             torch.set_num_threads(job.torch_threads)
         self.rank, self.world_size = init_process_group(cfg.dist_backend)
         torch.manual_seed(job.seed)
@@ -96,6 +105,8 @@ class LearnerEngine:
         self.ds, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                                 config=deepspeed_config(cfg, self.world_size))
         self.ds.train()  # from_pretrained returns eval mode; gradient checkpointing needs train mode
+        if self.threads is not None:
+            self.threads.install(list(getattr(model.base_model, "layers", [])))
         self.device = torch.device(get_accelerator().current_device_name())
         self.loss_name = job.algorithm.loss
         self.loss_hp = job.loss_hparams()  # validated once, when the JobSpec was parsed
@@ -142,6 +153,8 @@ class LearnerEngine:
         self._record(batch, steps)
         metrics = self._metrics(batch, steps, stats, response_tokens, time.perf_counter() - started)
         metrics["perf/old_logprobs_s"] = old_logprobs_s
+        if self.threads is not None:
+            metrics.update(self.threads.take_metrics())
         return metrics
 
     def plan(self, rows) -> list[MicroBatch]:
@@ -178,6 +191,8 @@ class LearnerEngine:
         """What the token statistics are computed from: the last hidden states and the lm_head
         (learner.token_stats = "hidden", the default: no [b,T,V] logits, nor their gradient, ever
         exist) or the logits themselves ("logits"). Position t predicts mb.tokens[:, t]."""
+        if self.threads is not None:
+            self.threads.check()
         if self.cfg.token_stats == "logits":
             return self.logits(mb)
         # The whole model's forward, through the DeepSpeed engine, so ZeRO-3's per-forward
@@ -262,6 +277,8 @@ class LearnerEngine:
         return replace(self._step(poisoned, loss_share), micro_batches=len(plan), backward_skipped=skipped)
 
     def _step(self, poisoned: bool, loss_share: float) -> StepResult:
+        if self.threads is not None:
+            self.threads.check()
         if self.cfg.zero_stage == 0:
             if any_rank(poisoned):
                 self.ds.zero_grad()  # stage 0 reduces inside step(): nothing left the ranks yet

@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from rollout.config import RolloutJob
 from rollout.engine import Engine, PromptResult, WeightUpdateError
 from rollout.metrics import RolloutMetrics
+from services.wire.streams import GenerationMarks
 from services.wire.messages import PromptGroup, Sample, ScoredGroup
 from services.wire.streams import (PROMPTS_GROUP, ROLLOUTS_GROUP, QueueConfig, QueueUnavailable, RedisStream,
                                    prompts_stream, rollouts_stream)
@@ -52,6 +53,10 @@ class RolloutWorker:
                                    consumer=self.worker_id, message_type=PromptGroup)
         self.rollouts = RedisStream(queue_config, rollouts_stream(job.job_id))
         self.metrics = RolloutMetrics()
+        # Marks this worker as generating, so a learner sharing the machine keeps to its thread cap
+        # only then (services.wire.streams.GenerationMarks, learner.threads).
+        self.marks = GenerationMarks(job.redis_url, job.job_id)
+        self._last_generate_s = 0.0
         # The vLLM engine is not thread-safe: the loop thread and evaluate() (an actor call) take turns.
         self._engine_lock = threading.RLock()
         self._refused_versions: set[int] = set()
@@ -123,12 +128,15 @@ class RolloutWorker:
             return None
         version = self.engine.version
         t0 = time.perf_counter()
-        with self._engine_lock:
+        # If this process dies inside generate, its mark lapses after a few times the last call's
+        # duration (measured, so any machine's speed): a lapse only costs the learner its cap.
+        expected_s = max(10.0, 4 * self._last_generate_s) if self._last_generate_s else self.config.weight_wait_s
+        with self._engine_lock, self.marks.generating(self.worker_id, expected_s):
             results = self.engine.generate(
                 # pre-tokenised ids, else chat messages (the engine applies the chat template), else text
                 [g.prompt_token_ids or g.messages or g.prompt for g in groups],
                 [g.n if g.n > 0 else self.config.n for g in groups], sampling=self.config)
-        generate_s = time.perf_counter() - t0
+        generate_s = self._last_generate_s = time.perf_counter() - t0
         self.metrics.generate_s += generate_s
         return batch, results, version, generate_s
 
@@ -291,3 +299,4 @@ class RolloutWorker:
         self._loop.close()
         self.prompts.close()
         self.rollouts.close()
+        self.marks.close()

@@ -16,9 +16,10 @@ well below `maxlen`.
 from __future__ import annotations
 
 import logging
+import contextlib
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -313,3 +314,54 @@ class RedisKV:
 
     def close(self) -> None:
         self._client.close()
+
+
+# ---------------------------------------------------------------------- generation marks
+# Which rollout workers are generating right now: one sorted set per job. A worker marks itself
+# (member = worker id, score = a deadline) around each vLLM generate call; a learner sharing the
+# machine asks whether any mark is live and uses all its cores only while none is
+# (learner.threads). The deadline makes a worker that dies mid-generate stop counting.
+# Best effort on purpose, a scheduling hint, never a correctness path: short socket timeouts and
+# no reconnect loop (the streams' 30 s deadline would stall a training step); an unreachable Redis
+# reads as "someone is generating", the safe side (the learner keeps its cap). Scores are wall
+# clock: meaningful only where workers and learner share a machine, the only case that uses them.
+MARKS_SOCKET_TIMEOUT_S = 0.5
+
+
+def generating_key(job_id: str) -> str:
+    return f"simko:{job_id}:generating"
+
+
+class GenerationMarks:
+    def __init__(self, url: str, job_id: str) -> None:
+        self.key = generating_key(job_id)
+        self._client = redis.Redis.from_url(url, socket_timeout=MARKS_SOCKET_TIMEOUT_S,
+                                            socket_connect_timeout=MARKS_SOCKET_TIMEOUT_S)
+        self._warned = False
+
+    @contextlib.contextmanager
+    def generating(self, worker_id: str, expected_s: float) -> Iterator[None]:
+        """Mark `worker_id` as generating for the block. `expected_s`: a generous bound on the
+        call (the mark lapses after it even if the worker never clears it)."""
+        self._try(lambda: self._client.zadd(self.key, {worker_id: time.time() + expected_s}))
+        try:
+            yield
+        finally:
+            self._try(lambda: self._client.zrem(self.key, worker_id))
+
+    def any_generating(self) -> bool:
+        """True while some worker's mark is live, or when Redis cannot say."""
+        count = self._try(lambda: self._client.zcount(self.key, time.time(), "+inf"))
+        return True if count is None else count > 0
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _try(self, fn):
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            if not self._warned:  # once: a hint that is down should not flood the log
+                log.warning("generation marks at %s unavailable (%s); treating rollout as busy", self.key, exc)
+                self._warned = True
+            return None

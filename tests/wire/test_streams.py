@@ -187,3 +187,36 @@ def test_unreachable_redis_raises_after_deadline() -> None:
     with pytest.raises(QueueUnavailable):
         producer.publish(prompt(0))
     assert time.monotonic() - t0 < 5
+
+
+def test_generation_marks_live_only_inside_the_block_and_before_their_deadline(redis_url):
+    from services.wire.streams import GenerationMarks
+
+    job = f"marks-{uuid.uuid4().hex[:8]}"
+    a, b, learner = GenerationMarks(redis_url, job), GenerationMarks(redis_url, job), GenerationMarks(redis_url, job)
+    assert not learner.any_generating()
+    with a.generating("w0", expected_s=600):
+        assert learner.any_generating()
+        with b.generating("w1", expected_s=600):
+            pass
+        assert learner.any_generating()  # w1 done, w0 still generating
+    assert not learner.any_generating()
+    with pytest.raises(RuntimeError):  # a generate that raises still clears its mark
+        with a.generating("w0", expected_s=600):
+            raise RuntimeError("engine died")
+    assert not learner.any_generating()
+    with a.generating("w0", expected_s=0.2):
+        time.sleep(0.3)  # past its deadline: as if the worker had died holding it
+        assert not learner.any_generating()
+
+
+def test_generation_marks_without_redis_read_busy_and_never_raise():
+    from services.control.local_stack import free_port
+    from services.wire.streams import GenerationMarks
+
+    marks = GenerationMarks(f"redis://127.0.0.1:{free_port()}/0", "nobody")
+    started = time.monotonic()
+    with marks.generating("w0", expected_s=600):  # the worker generates anyway
+        pass
+    assert marks.any_generating()  # the safe side: the learner keeps its cap
+    assert time.monotonic() - started < 5  # no reconnect loop
