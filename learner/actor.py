@@ -21,9 +21,8 @@ if TYPE_CHECKING:
     import torch
 
     from learner.learner import Learner
-from services.wire.streams import GenerationMarks
 from services.wire.messages import ScoredGroup
-from services.wire.streams import ROLLOUTS_GROUP, QueueConfig, RedisStream, rollouts_stream
+from services.wire.streams import ROLLOUTS_GROUP, GenerationMarks, QueueConfig, RedisStream, rollouts_stream
 from services.wire.weight_registry import weights_for
 
 

@@ -79,8 +79,9 @@ def deepspeed_config(cfg: LearnerSection, world_size: int) -> dict:
 class LearnerEngine:
     def __init__(self, job: LearnerJob, *, rollout_busy: Callable[[], bool] | None = None) -> None:
         """rollout_busy: whether a rollout worker on this machine is generating now (learner.actor
-        builds it from services.wire.streams.GenerationMarks). With it and a thread cap (job.torch_threads), the
-        learner uses its num_cpus threads whenever no worker generates (learner.threads)."""
+        builds it from services.wire.streams.GenerationMarks). With it and a thread cap
+        (job.torch_threads), the learner uses its num_cpus threads whenever no worker generates
+        (learner.threads)."""
         self.job = job
         self.cfg = cfg = job.learner
         self.threads: ThreadGovernor | None = None

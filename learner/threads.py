@@ -9,8 +9,8 @@ prompts; with a fixed cap the learner leaves those cores idle for the rest of th
 re-decides at every decoder layer's forward and backward and at every micro-batch and optimizer
 step, so it switches within one micro-batch.
 
-`busy` answers "is a rollout worker generating?" (services.wire.streams.GenerationMarks over Redis, injected by
-learner.actor); the governor knows nothing about Redis. OpenMP thread counts are per calling
+`busy` answers "is a rollout worker generating?" (services.wire.streams.GenerationMarks over
+Redis, injected by learner.actor); the governor knows nothing about Redis. OpenMP thread counts are per calling
 thread: every switch happens on the training thread (CPU autograd runs backward on the caller).
 """
 from __future__ import annotations

@@ -26,10 +26,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from rollout.config import RolloutJob
 from rollout.engine import Engine, PromptResult, WeightUpdateError
 from rollout.metrics import RolloutMetrics
-from services.wire.streams import GenerationMarks
 from services.wire.messages import PromptGroup, Sample, ScoredGroup
-from services.wire.streams import (PROMPTS_GROUP, ROLLOUTS_GROUP, QueueConfig, QueueUnavailable, RedisStream,
-                                   prompts_stream, rollouts_stream)
+from services.wire.streams import (PROMPTS_GROUP, ROLLOUTS_GROUP, GenerationMarks, QueueConfig, QueueUnavailable,
+                                   RedisStream, prompts_stream, rollouts_stream)
 from services.wire.verifier_client import VerifierClient, VerifierError
 from services.wire.weight_broadcast import BroadcastError
 from services.wire.weights import BroadcastSource, WeightSource, WeightVersionUnavailable

@@ -15,8 +15,8 @@ well below `maxlen`.
 """
 from __future__ import annotations
 
-import logging
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -326,6 +326,9 @@ class RedisKV:
 # reads as "someone is generating", the safe side (the learner keeps its cap). Scores are wall
 # clock: meaningful only where workers and learner share a machine, the only case that uses them.
 MARKS_SOCKET_TIMEOUT_S = 0.5
+# After a failed call, don't ask Redis again for this long: the learner checks at every layer, and
+# a socket timeout per check would stall it for as long as Redis is down.
+MARKS_RETRY_AFTER_S = 5.0
 
 
 def generating_key(job_id: str) -> str:
@@ -338,6 +341,7 @@ class GenerationMarks:
         self._client = redis.Redis.from_url(url, socket_timeout=MARKS_SOCKET_TIMEOUT_S,
                                             socket_connect_timeout=MARKS_SOCKET_TIMEOUT_S)
         self._warned = False
+        self._down_until = 0.0
 
     @contextlib.contextmanager
     def generating(self, worker_id: str, expected_s: float) -> Iterator[None]:
@@ -358,9 +362,12 @@ class GenerationMarks:
         self._client.close()
 
     def _try(self, fn):
+        if time.monotonic() < self._down_until:
+            return None
         try:
             return fn()
         except redis.RedisError as exc:
+            self._down_until = time.monotonic() + MARKS_RETRY_AFTER_S
             if not self._warned:  # once: a hint that is down should not flood the log
                 log.warning("generation marks at %s unavailable (%s); treating rollout as busy", self.key, exc)
                 self._warned = True

@@ -220,3 +220,7 @@ def test_generation_marks_without_redis_read_busy_and_never_raise():
         pass
     assert marks.any_generating()  # the safe side: the learner keeps its cap
     assert time.monotonic() - started < 5  # no reconnect loop
+    started = time.monotonic()
+    for _ in range(100):  # a learner asks at every layer: Redis down must not cost a timeout each
+        assert marks.any_generating()
+    assert time.monotonic() - started < 0.5
