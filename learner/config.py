@@ -113,6 +113,11 @@ class LearnerSection(_Section):
         return "nccl" if self.num_gpus > 0 else "gloo"
 
     @property
+    def full_threads(self) -> int:
+        """Torch threads a rank may use when it has its num_cpus to itself (at least one)."""
+        return max(1, int(self.num_cpus))
+
+    @property
     def optimizer_steps_per_update(self) -> int:
         return self.ppo_epochs * (self.batch_prompts // self.mini_batch_prompts)
 

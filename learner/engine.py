@@ -85,9 +85,8 @@ class LearnerEngine:
         self.job = job
         self.cfg = cfg = job.learner
         self.threads: ThreadGovernor | None = None
-        full = max(1, int(cfg.num_cpus))
-        if job.torch_threads and rollout_busy is not None and job.torch_threads < full:
-            self.threads = ThreadGovernor(rollout_busy, capped=job.torch_threads, full=full)
+        if job.torch_threads and rollout_busy is not None and job.torch_threads < cfg.full_threads:
+            self.threads = ThreadGovernor(rollout_busy, capped=job.torch_threads, full=cfg.full_threads)
         elif job.torch_threads:
             torch.set_num_threads(job.torch_threads)
         self.rank, self.world_size = init_process_group(cfg.dist_backend)

@@ -10,8 +10,9 @@ re-decides at every decoder layer's forward and backward and at every micro-batc
 step, so it switches within one micro-batch.
 
 `busy` answers "is a rollout worker generating?" (services.wire.streams.GenerationMarks over
-Redis, injected by learner.actor); the governor knows nothing about Redis. OpenMP thread counts are per calling
-thread: every switch happens on the training thread (CPU autograd runs backward on the caller).
+Redis, injected by learner.actor); the governor knows nothing about Redis. OpenMP thread counts
+are per calling thread: every switch happens on the training thread (CPU autograd runs backward
+on the caller).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ def learner_threads(spec: JobSpec, *, one_node_cores: int | None) -> int | None:
     gets the cores the rollout workers do not hold, at least one."""
     if one_node_cores is None or spec.trainer.max_staleness == 0:
         return None
-    wanted = max(1, int(spec.learner.num_cpus))
+    wanted = spec.learner.full_threads
     free = one_node_cores - spec.rollout.workers * spec.rollout.num_cpus
     cap = max(1, int(free // spec.learner.world_size))
     return cap if cap < wanted else None
