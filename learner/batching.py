@@ -21,6 +21,7 @@ import torch
 
 from learner.advantages import advantages_with, dynamic_sampling_keep, overlong_penalty
 from learner.config import LearnerJob, LearnerSection
+from learner.packing import PackedRows, pack_rows
 from services.wire.messages import ScoredGroup
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class MicroBatch:
     inert: bool = False
     old_logprobs: torch.Tensor | None = None  # [b,S-1-start], filled by the engine before training
     old_entropy: torch.Tensor | None = None  # [b,S-1-start], the same pass's token entropies
+    # The rows end to end in fewer model rows (learner/packing.py), when the engine packs and
+    # packing saves a row; the forward runs on these and gathers back to the [b,S] layout.
+    packed: PackedRows | None = None
 
     @property
     def logits_to_keep(self) -> int:
@@ -195,11 +199,13 @@ def mini_batches(batch: PreparedBatch, mini_batch_prompts: int) -> list[list[Row
 
 
 def plan_mini_batch(rows: list[Row], cfg: LearnerSection, *, rank: int, world_size: int,
-                    pad_id: int, aggregation: str, separate_zero_advantage: bool = False) -> list[MicroBatch]:
+                    pad_id: int, aggregation: str, separate_zero_advantage: bool = False,
+                    pack: bool = False) -> list[MicroBatch]:
     """This rank's micro-batches for one mini-batch (every rank gets the same count).
     separate_zero_advantage: pack the zero-advantage rows into micro-batches of their own, after
     the others (same rows, same weights: only which rows share a micro-batch changes), so those
-    micro-batches are `inert` and their backward can be skipped."""
+    micro-batches are `inert` and their backward can be skipped. pack: give each micro-batch its
+    packed form (MicroBatch.packed); the padded tensors stay, for everything after the forward."""
     shards = _split_across_ranks(rows, world_size)
     if separate_zero_advantage:
         packed = [_pack([r for r in shard if r.advantage != 0], cfg.micro_batch_tokens)
@@ -209,7 +215,8 @@ def plan_mini_batch(rows: list[Row], cfg: LearnerSection, *, rank: int, world_si
     steps = max(len(p) for p in packed)
     total = _normaliser(rows, aggregation)
     mine = packed[rank]
-    out = [collate(chunk, pad_id, weight=world_size * _normaliser(chunk, aggregation) / total) for chunk in mine]
+    out = [collate(chunk, pad_id, weight=world_size * _normaliser(chunk, aggregation) / total, pack=pack)
+           for chunk in mine]
     # Padding micro-batches: a real row with weight 0, so forward/backward (and the ZeRO collectives
     # inside them) run on every rank while contributing exactly zero gradient.
     filler = min(rows, key=lambda r: r.length)
@@ -250,7 +257,7 @@ def _pack(rows: list[Row], budget: int) -> list[list[Row]]:
     return chunks
 
 
-def collate(rows: list[Row], pad_id: int, *, weight: float) -> MicroBatch:
+def collate(rows: list[Row], pad_id: int, *, weight: float, pack: bool = False) -> MicroBatch:
     width = max(r.length for r in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -269,4 +276,5 @@ def collate(rows: list[Row], pad_id: int, *, weight: float) -> MicroBatch:
         advantages=torch.tensor([r.advantage for r in rows], dtype=torch.float32),
         weight=weight,
         inert=all(r.advantage == 0 for r in rows),
+        packed=pack_rows(input_ids, [r.length for r in rows], pad_id) if pack else None,
     )

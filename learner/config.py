@@ -87,6 +87,10 @@ class LearnerSection(_Section):
     # [tokens, vocab] logits or gradient ever exist; the memory peak at real vocabularies), or from
     # the model's full logits ("logits", the reference path).
     token_stats: Literal["hidden", "logits"] = "hidden"
+    # The forward runs on rows packed end to end, position ids restarting per sequence, instead of
+    # padded rows (learner/packing.py: the same hidden states, less compute where lengths vary).
+    # Used with token_stats "hidden" once the engine has checked the model keeps the sequences apart.
+    pack_sequences: bool = True
     # checkpoints and the stream
     keep_checkpoints: int = Field(2, ge=1)
     read_block_ms: int = Field(1000, ge=0)  # how long one read of the rollout stream blocks

@@ -9,6 +9,7 @@ trains its own share of it (see batching.plan_mini_batch).
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -26,10 +27,20 @@ from learner.hparams import CommonHparams
 from learner.losses import make_hparams, policy_loss, zero_advantage_inert
 from learner.masked import masked_quantile
 from learner.metrics import StatsAccumulator
+from learner.packing import honours_packing
 from learner.state import LearnerState
 from learner.threads import ThreadGovernor
 from learner.token_stats import HiddenStates, token_stats_of
 from services.wire.messages import ScoredGroup
+
+log = logging.getLogger(__name__)
+
+
+def pad_fraction(micro_batches: list[MicroBatch]) -> float:
+    """Share of the positions the model ran on that were padding (packed rows, when packed)."""
+    real = sum(int(mb.attention_mask.sum()) for mb in micro_batches)
+    ran = sum((mb.packed.input_ids if mb.packed is not None else mb.input_ids).numel() for mb in micro_batches)
+    return 1.0 - real / ran if ran else 0.0
 
 
 @dataclass(frozen=True)
@@ -105,9 +116,13 @@ class LearnerEngine:
         self.ds, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                                 config=deepspeed_config(cfg, self.world_size))
         self.ds.train()  # from_pretrained returns eval mode; gradient checkpointing needs train mode
+        self.device = torch.device(get_accelerator().current_device_name())
+        # Sequences packed end to end in the forward (learner/packing.py), if this model's attention
+        # keeps them apart; the logits path (the reference) always runs padded. Checked before the
+        # thread governor's hooks exist, so the check's forward leaves the thread count alone.
+        self.pack = cfg.pack_sequences and cfg.token_stats == "hidden" and self._packing_honoured()
         if self.threads is not None:
             self.threads.install(list(getattr(model.base_model, "layers", [])))
-        self.device = torch.device(get_accelerator().current_device_name())
         self.loss_name = job.algorithm.loss
         self.loss_hp = job.loss_hparams()  # validated once, when the JobSpec was parsed
         self.aggregation = self.loss_hp.aggregation
@@ -153,6 +168,7 @@ class LearnerEngine:
         self._record(batch, steps)
         metrics = self._metrics(batch, steps, stats, response_tokens, time.perf_counter() - started)
         metrics["perf/old_logprobs_s"] = old_logprobs_s
+        metrics["perf/pad_frac"] = pad_fraction([mb for plan in plans for mb in plan])
         if self.threads is not None:
             metrics.update(self.threads.take_metrics())
         return metrics
@@ -160,7 +176,20 @@ class LearnerEngine:
     def plan(self, rows) -> list[MicroBatch]:
         return plan_mini_batch(rows, self.cfg, rank=self.rank, world_size=self.world_size,
                                pad_id=self.pad_id, aggregation=self.aggregation,
-                               separate_zero_advantage=self.skip_inert_backward)
+                               separate_zero_advantage=self.skip_inert_backward, pack=self.pack)
+
+    def _packing_honoured(self) -> bool:
+        """Checked once on the loaded model, in eval mode (no dropout), every rank alike."""
+        self.ds.eval()
+        try:
+            ok = honours_packing(self.last_hidden, self.vocab_size, device=self.device,
+                                 rtol=1e-2 if self.cfg.precision == "bf16" else 1e-4)
+        finally:
+            self.ds.train()
+        if not ok:
+            log.warning("learner.pack_sequences: this model's attention (%s) lets packed sequences see each "
+                        "other; training on padded rows", getattr(self.model_config, "_attn_implementation", "?"))
+        return ok
 
     def on_policy_single_step(self, plans: list[list[MicroBatch]]) -> bool:
         """One optimizer step per update: the old log-probs are the training forward's own. SimKO's
@@ -195,19 +224,30 @@ class LearnerEngine:
             self.threads.check()
         if self.cfg.token_stats == "logits":
             return self.logits(mb)
-        # The whole model's forward, through the DeepSpeed engine, so ZeRO-3's per-forward
-        # bookkeeping runs (calling the body alone skipped it and corrupted accumulated gradients);
-        # its lm_head projects one position only, and a hook takes the body's output.
+        if mb.packed is None:
+            hidden = self.last_hidden(mb.input_ids.to(self.device), attention_mask=mb.attention_mask.to(self.device))
+        else:
+            packed = mb.packed
+            hidden = packed.unpack(self.last_hidden(packed.input_ids.to(self.device),
+                                                    position_ids=packed.position_ids.to(self.device)))
+        hidden = hidden[:, mb.start:-1]  # the positions logits_to_keep would project
+        return HiddenStates.of(hidden, self.ds.module.get_output_embeddings(), self.job.temperature)
+
+    def last_hidden(self, input_ids: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+                    position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """[b,S,H] last hidden states (after the final norm). The whole model's forward, through
+        the DeepSpeed engine, so ZeRO-3's per-forward bookkeeping runs (calling the body alone
+        skipped it and corrupted accumulated gradients); its lm_head projects one position only,
+        and a hook takes the body's output."""
         captured: list = []
         handle = self.ds.module.base_model.register_forward_hook(
             lambda _module, _args, output: captured.append(output.last_hidden_state))
         try:
-            self.ds(input_ids=mb.input_ids.to(self.device), attention_mask=mb.attention_mask.to(self.device),
+            self.ds(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                     logits_to_keep=1, use_cache=False)
         finally:
             handle.remove()
-        hidden = captured[-1][:, mb.start:-1]  # the positions logits_to_keep would project
-        return HiddenStates.of(hidden, self.ds.module.get_output_embeddings(), self.job.temperature)
+        return captured[-1]
 
     def logits(self, mb: MicroBatch) -> torch.Tensor:
         """[b, T, V] float32 logits divided by the sampling temperature; logits[:, t] predicts

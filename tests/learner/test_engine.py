@@ -184,3 +184,23 @@ def test_single_step_updates_take_old_logprobs_from_the_training_forward(learner
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-6
     # several mini-batches (or epochs): the pass is needed again
     assert not LearnerEngine(learner_config(batch_prompts=4, mini_batch_prompts=2)).on_policy_single_step([[], []])
+
+
+def test_a_model_that_fails_the_packing_check_trains_on_padded_rows(learner_config, monkeypatch):
+    """The model check's outcome is forced (every attention implementation transformers ships on
+    CPU keeps packed sequences apart); the engine must then neither pack nor fail."""
+    monkeypatch.setattr(engine_module, "honours_packing", lambda *args, **kwargs: False)
+    engine = LearnerEngine(learner_config(micro_batch_tokens=256))
+    assert not engine.pack
+    batch = prepare_batch(make_groups(4), engine.job, vocab_size=engine.vocab_size)
+    assert all(mb.packed is None for rows in mini_batches(batch, 2) for mb in engine.plan(rows))
+    metrics = engine.update(make_groups(4))
+    assert metrics["learner/optimizer_steps"] == 2 and metrics["perf/pad_frac"] > 0
+
+
+def test_packing_cuts_the_padding_the_model_runs_on(learner_config):
+    packed = LearnerEngine(learner_config(micro_batch_tokens=1024)).update(make_groups(4, response_len=(2, 30)))
+    padded = LearnerEngine(learner_config(micro_batch_tokens=1024, pack_sequences=False)).update(
+        make_groups(4, response_len=(2, 30)))
+    assert packed["perf/pad_frac"] < padded["perf/pad_frac"]
+    assert packed["loss/policy"] == pytest.approx(padded["loss/policy"], rel=1e-4, abs=1e-6)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from learner.batching import mini_batches, prepare_batch
 from learner.config import LearnerJob
 from learner.distributed import free_port
 from learner.engine import LearnerEngine
@@ -21,7 +23,7 @@ UPDATES = 3  # x 2 optimizer steps each
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def agreement_config(model_dir, zero_stage: int, token_stats: str = "hidden") -> LearnerJob:
+def agreement_config(model_dir, zero_stage: int, token_stats: str = "hidden", pack: bool = True) -> LearnerJob:
     # A small token budget so each rank's share spans several micro-batches (and ranks get padding).
     # adam_eps 1e-6: AdamW's step g / (sqrt(v) + eps) turns the float noise of a different
     # reduction order (world size 2 vs 1) on gradients of |g| ~ eps into weight differences up to
@@ -29,15 +31,16 @@ def agreement_config(model_dir, zero_stage: int, token_stats: str = "hidden") ->
     # (max at mlp.up_proj), with a correct update. A wrong gradient scaling still moves weights
     # by ~lr per step, far above the bound.
     return make_job(model_path=str(model_dir), zero_stage=zero_stage, lr=1e-3, adam_eps=1e-6, batch_prompts=4,
-                    mini_batch_prompts=2, micro_batch_tokens=48, max_seq_len=64, seed=0, token_stats=token_stats)
+                    mini_batch_prompts=2, micro_batch_tokens=48, max_seq_len=64, seed=0, token_stats=token_stats,
+                    pack_sequences=pack)
 
 
 def agreement_groups(update: int):
     return make_groups(4, n=4, seed=100 + update, response_len=(3, 20))
 
 
-def train(model_dir, zero_stage: int, token_stats: str = "hidden") -> dict[str, torch.Tensor]:
-    engine = LearnerEngine(agreement_config(model_dir, zero_stage, token_stats))
+def train(model_dir, zero_stage: int, token_stats: str = "hidden", pack: bool = True) -> dict[str, torch.Tensor]:
+    engine = LearnerEngine(agreement_config(model_dir, zero_stage, token_stats, pack))
     for update in range(UPDATES):
         engine.update(agreement_groups(update))
     return engine.full_state_dict()
@@ -63,6 +66,25 @@ def test_hidden_state_token_stats_train_as_the_logits_path(reference, tiny_model
     """The learner's default path (statistics from hidden states and the lm_head, which under
     ZeRO-3 is gathered by its own module's hooks) trains the same weights as full logits."""
     assert max_diff(train(tiny_model_dir, zero_stage, "logits"), reference) < 1e-5
+
+
+@pytest.mark.parametrize("zero_stage", [0, 3])
+def test_packed_sequences_train_as_padded_rows(tiny_model_dir, zero_stage):
+    """The default forward packs rows end to end (learner/packing.py); padded rows train the same
+    weights. Micro-batches of many rows here, so that packing saves model rows (checked)."""
+    def run(pack: bool):
+        job = agreement_config(tiny_model_dir, zero_stage, pack=pack)
+        engine = LearnerEngine(replace(job, learner=job.learner.model_copy(update={"micro_batch_tokens": 256})))
+        assert engine.pack == pack
+        plans = [engine.plan(rows) for rows in
+                 mini_batches(prepare_batch(agreement_groups(0), engine.job, vocab_size=engine.vocab_size), 2)]
+        packed = [mb.packed for plan in plans for mb in plan if mb.packed is not None]
+        assert bool(packed) == pack and all(p.bins < p.index.shape[0] for p in packed)
+        for update in range(UPDATES):
+            engine.update(agreement_groups(update))
+        return engine.full_state_dict()
+
+    assert max_diff(run(False), run(True)) < 1e-5
 
 
 def test_world_size_two_zero2_matches_world_size_one(reference, tiny_model_dir, tmp_path):
