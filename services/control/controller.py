@@ -30,7 +30,7 @@ from learner.checkpoint import latest_checkpoint
 from learner.config import LearnerJob
 from rollout.config import RolloutJob
 from services.control.feeder import PromptFeeder, PromptSupply, load_job_data
-from services.control.jobs import JobState, JobStore
+from services.control.jobs import TERMINAL, JobState, JobStore
 from services.control.jobspec import JobSpec
 from services.control.local_stack import LocalStack, ensure_ray_auth_token
 from services.control.loop import NoControl, Training, train
@@ -201,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     # Job streams live in the API's Redis unless the spec names another.
     if spec.infra.redis_url is None:
         spec = spec.model_copy(update={"infra": spec.infra.model_copy(update={"redis_url": args.redis_url})})
-    store.update(args.job_id, state=JobState.RUNNING, controller_pid=os.getpid())
+    # The API may have recorded a cancel while this process started: keep it (the loop sees the
+    # cancel request and stops; a RUNNING here made a controller that then died count as FAILED).
+    store.update(args.job_id, state=JobState.RUNNING, controller_pid=os.getpid(),
+                 keep_state_if=frozenset({JobState.CANCELLING, *TERMINAL}))
     try:
         outcome = run_job(spec, job_id=args.job_id, run_dir=Path(record.run_dir), ray_address=args.ray_address,
                           store=store)

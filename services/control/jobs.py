@@ -119,15 +119,20 @@ class JobStore:
                 continue
         return sorted(records, key=lambda r: r.created_at)
 
-    def update(self, job_id: str, **changes: Any) -> JobRecord:
+    def update(self, job_id: str, *, keep_state_if: frozenset[JobState] = frozenset(), **changes: Any) -> JobRecord:
         """Change some fields of the record, atomically: the controller writes its step while an API
         writes the state (cancelling), and a plain read-modify-write let the step's write put back
-        the state it had read (seen: a cancelled job recorded failed, tests/control/test_job_store.py)."""
+        the state it had read (seen: a cancelled job recorded failed, tests/control/test_job_store.py).
+        keep_state_if: a `state` change is dropped (the other fields still apply) when the record is
+        in one of these states at the moment of the write, e.g. a controller starting up must not
+        write RUNNING over a cancel the API recorded meanwhile."""
         def change(data: dict[str, str]) -> dict[str, str]:
             if not data:
                 raise UnknownJob(job_id)
             record = JobRecord.from_hash(data)
             for name, value in changes.items():
+                if name == "state" and record.state in keep_state_if:
+                    continue
                 setattr(record, name, JobState(value) if name == "state" else value)
             record.updated_at = time.time()
             return record.to_hash()
