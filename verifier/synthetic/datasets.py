@@ -4,7 +4,8 @@
 
 - tiny_train.jsonl / tiny_eval.jsonl: the embedded default's mixture (suite.DEFAULT_MIX), disjoint
   prompts, used by configs/tiny.yaml with the prompt template "Q: {prompt}\\nA:".
-- arith_train.jsonl / arith_eval.jsonl: two-operand arithmetic only ("What is a op b?").
+- arith_train.jsonl / arith_eval.jsonl: two-operand arithmetic only ("What is a op b?"); the
+  held-out file leaves out prompts the training file has (tests/verifier/test_committed_data.py).
 
 The committed tiny_*.jsonl predate commit c7d0814, which changed the suite's generators: this
 command now writes a different (equally seeded, reproducible) tiny mix. The files were kept, not
@@ -24,9 +25,12 @@ def write_all(out_dir: str | Path, *, seed: int = 0) -> list[Path]:
     out = Path(out_dir)
     train, held = split_mix(512, 64, seed=seed)
     arith = arithmetic_problems(96, seed=seed)
+    # Independent draws repeat prompts: the held-out split leaves out what training already shows.
+    seen = {p.prompt for p in arith[:64]}
+    arith_held = [p for p in arith[64:] if p.prompt not in seen]
     return [write_jsonl(train, out / "tiny_train.jsonl", "tiny"), write_jsonl(held, out / "tiny_eval.jsonl", "tiny-eval"),
             write_jsonl(arith[:64], out / "arith_train.jsonl", "arith"),
-            write_jsonl(arith[64:], out / "arith_eval.jsonl", "arith-eval")]
+            write_jsonl(arith_held, out / "arith_eval.jsonl", "arith-eval")]
 
 
 def main(argv: list[str] | None = None) -> None:
