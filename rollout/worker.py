@@ -56,6 +56,7 @@ class RolloutWorker:
         # only then (services.wire.streams.GenerationMarks, learner.threads).
         self.marks = GenerationMarks(job.redis_url, job.job_id)
         self._last_generate_s = 0.0
+        self._last_generate_samples = 0
         # The vLLM engine is not thread-safe: the loop thread and evaluate() (an actor call) take turns.
         self._engine_lock = threading.RLock()
         self._refused_versions: set[int] = set()
@@ -126,18 +127,25 @@ class RolloutWorker:
                         self.engine.version, required, self.config.weight_wait_s, len(batch))
             return None
         version = self.engine.version
+        counts = [g.n if g.n > 0 else self.config.n for g in groups]
         t0 = time.perf_counter()
-        # If this process dies inside generate, its mark lapses after a few times the last call's
-        # duration (measured, so any machine's speed): a lapse only costs the learner its cap.
-        expected_s = max(10.0, 4 * self._last_generate_s) if self._last_generate_s else self.config.weight_wait_s
-        with self._engine_lock, self.marks.generating(self.worker_id, expected_s):
+        with self._engine_lock, self.marks.generating(self.worker_id, self._expected_generate_s(sum(counts))):
             results = self.engine.generate(
                 # pre-tokenised ids, else chat messages (the engine applies the chat template), else text
-                [g.prompt_token_ids or g.messages or g.prompt for g in groups],
-                [g.n if g.n > 0 else self.config.n for g in groups], sampling=self.config)
+                [g.prompt_token_ids or g.messages or g.prompt for g in groups], counts, sampling=self.config)
         generate_s = self._last_generate_s = time.perf_counter() - t0
+        self._last_generate_samples = sum(counts)
         self.metrics.generate_s += generate_s
         return batch, results, version, generate_s
+
+    def _expected_generate_s(self, samples: int) -> float:
+        """A generous bound on a generate call of `samples` samples, for its generation mark: if
+        this process dies inside generate, the mark lapses after it (a lapse only costs the learner
+        its thread cap). A few times the last call's seconds per sample (measured, so any machine's
+        speed); before any call, the weight wait."""
+        if not self._last_generate_samples:
+            return self.config.weight_wait_s
+        return max(10.0, 4 * self._last_generate_s * max(1.0, samples / self._last_generate_samples))
 
     def _finish(self, batch: list[tuple[str, PromptGroup]], results: list[PromptResult], version: int,
                 generate_s: float) -> int:
@@ -259,7 +267,10 @@ class RolloutWorker:
         sampling = self.config.model_copy(update={"top_logprobs": 0})
         with self._engine_lock:
             self.sync_weights()
-            results = self.engine.generate(list(prompts), n, sampling=sampling, seed=self.job.seed)
+            # Marked like a training generate: a learner mid-update (max_staleness > 0) caps its
+            # threads while this engine holds a core.
+            with self.marks.generating(self.worker_id, self._expected_generate_s(len(prompts) * n)):
+                results = self.engine.generate(list(prompts), n, sampling=sampling, seed=self.job.seed)
         failed = [(i, r.error) for i, r in enumerate(results) if r.error]
         if failed:
             raise ValueError(f"the engine refused {len(failed)} evaluation prompts, e.g. #{failed[0][0]}: {failed[0][1]}")

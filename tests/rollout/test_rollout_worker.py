@@ -243,3 +243,33 @@ def test_sigkilled_worker_prompts_are_reclaimed(engine, tiny_model_dir, redis_ur
     assert 0 <= duplicates <= held
     assert {g.worker_id for g in received} <= {"doomed", survivor.worker_id}
     survivor.close()
+
+
+def test_training_and_evaluation_generates_are_marked(engine, tiny_model_dir, redis_url, verifier_url, job,
+                                                      monkeypatch) -> None:
+    # The learner caps its threads while a worker's mark is live (learner/threads.py): every call
+    # into the engine's generate, the pass@K evaluation's too, must be inside one. The spy only
+    # records what a learner would see at the moment of the call; generate itself runs.
+    from services.wire.streams import GenerationMarks
+
+    seen: list[bool] = []
+    observer = GenerationMarks(redis_url, job)
+    real_generate = engine.generate
+
+    def spy(*args, **kwargs):
+        seen.append(observer.any_generating())
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "generate", spy)
+    worker = RolloutWorker(config(job, tiny_model_dir, redis_url, verifier_url), engine=engine)
+    try:
+        publish(redis_url, job, groups(job, 2))
+        run_until(worker, 2)
+        training_calls = len(seen)
+        worker.evaluate(["What is 1 + 1?", "What is 2 + 2?"], ["2", "4"], ["math", "math"], 2)
+        assert training_calls >= 1 and len(seen) == training_calls + 1
+        assert all(seen), seen
+        assert not observer.any_generating()  # cleared after each call, not left to lapse
+    finally:
+        worker.close()
+        observer.close()
