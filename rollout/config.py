@@ -25,10 +25,11 @@ class RolloutSection(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, ge=1)
     stop: tuple[str, ...] = ()
-    # K of the top candidates each sample reports (0: only the sampled token's log-prob). Off by
-    # default: the learner recomputes log-probs and Lambda^(k) itself, and vLLM-CPU's top-k
-    # processing costs every decode step (issue 17); for analyses of the stream only.
-    top_logprobs: int = Field(0, ge=0)
+    # Log-probs each sample reports, vLLM's convention: None none, 0 the sampled token's, K also the
+    # top-K candidates'. None by default: training needs none (the learner recomputes log-probs and
+    # Lambda^(k) itself), and vLLM-CPU's log-prob processing costs every decode step (issue 17:
+    # bench/sampling_cost.py); for analyses of the stream only.
+    top_logprobs: int | None = Field(None, ge=0)
     chat_template: bool = False  # wrap text prompts as one user turn of the tokenizer's chat template
     # engine
     max_model_len: int = Field(2048, ge=16)

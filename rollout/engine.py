@@ -255,11 +255,15 @@ class Engine:
         return None
 
     @staticmethod
-    def _sample(completion, k: int) -> Sample:
+    def _sample(completion, k: int | None) -> Sample:
+        """k: rollout.top_logprobs (None: no log-probs were asked for, the lists stay empty)."""
         ids = list(completion.token_ids)
         logprobs: list[float] = []
         top_ids: list[list[int]] = []
         top_lps: list[list[float]] = []
+        if k is None:
+            return Sample(token_ids=ids, logprobs=logprobs, top_ids=top_ids, top_logprobs=top_lps,
+                          text=completion.text, finish_reason=str(completion.finish_reason or "abort"))
         for tok, pos in zip(ids, completion.logprobs or []):
             logprobs.append(float(pos[tok].logprob))
             ranked = sorted((lp for lp in pos.items() if lp[1].rank is not None and lp[1].rank <= k),

@@ -264,7 +264,7 @@ class RolloutWorker:
         """(correct samples, mean response tokens) per prompt: n samples each with the newest
         published weights and this job's sampling settings (no top-k log-probs), graded by the
         verifier service. The training loop's pass@K evaluation (trainer.eval_every) uses it."""
-        sampling = self.config.model_copy(update={"top_logprobs": 0})
+        sampling = self.config.model_copy(update={"top_logprobs": None})
         with self._engine_lock:
             self.sync_weights()
             # Marked like a training generate: a learner mid-update (max_staleness > 0) caps its

@@ -187,3 +187,14 @@ def test_learner_bench_compares_token_stats_paths_on_a_model_dir(tiny_model_dir)
     hidden, logits = report["results"]["hidden"], report["results"]["logits"]
     assert abs(hidden["loss"] - logits["loss"]) <= 1e-4 * max(1.0, abs(logits["loss"]))
     assert report["hidden_over_logits_tokens_per_s"] > 0 and hidden["process_max_rss_mib"] > 0
+
+
+@pytest.mark.slow
+def test_sampling_cost_bench_prints_only_json_on_stdout(tiny_model_dir):
+    result = subprocess.run([sys.executable, str(BENCH / "sampling_cost.py"), "--model", str(tiny_model_dir),
+                             "--prompts", "2", "--n", "2", "--max-tokens", "4", "--rounds", "1"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert set(out["ratio_over_none"]) == {"top_logprobs=None", "top_logprobs=0", "top_logprobs=3"}
+    assert out["ratio_over_none"]["top_logprobs=None"] == 1.0 and all(v > 0 for v in out["ms_per_token_median"].values())

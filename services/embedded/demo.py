@@ -178,7 +178,7 @@ def evaluate_models(plan: DemoPlan, models: dict[str, Path], heldout: Path, out:
     t0 = time.monotonic()
     # The arms' own sampling and engine settings, with n_eval samples per problem.
     sampling = RolloutSection(**{**demo_spec(plan, plan.arms[0], heldout, steps=1)["rollout"], "n": plan.n_eval,
-                                 "top_logprobs": 0})
+                                 "top_logprobs": None})
     settings = EvalSettings(ks=plan.ks, template=TEMPLATE, seed=plan.seed, sampling=sampling)
     examples = load_dataset(heldout)
     names = list(models)

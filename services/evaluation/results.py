@@ -16,7 +16,7 @@ from services.evaluation.sampling import ProblemCount, per_task_tables, table_of
 
 # Evaluation defaults differ from training's (64 samples, longer answers, a smaller KV cache):
 # they are a rollout section of their own, built from the same declaration.
-EVAL_SAMPLING = RolloutSection(n=64, max_tokens=512, kv_cache_bytes=512 << 20, top_logprobs=0)
+EVAL_SAMPLING = RolloutSection(n=64, max_tokens=512, kv_cache_bytes=512 << 20)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def count_correct(engine, examples: Sequence[Example], *, template: str, n: int,
                   on_chunk: Callable[[int], None] | None = None) -> list[ProblemCount]:
     """n samples per example (in chunks of `chunk` prompts) with `sampling`'s temperature, top_p and
     max_tokens (default: the engine's section), graded; one ProblemCount per example."""
-    sampling = (sampling or engine.section).model_copy(update={"top_logprobs": 0})
+    sampling = (sampling or engine.section).model_copy(update={"top_logprobs": None})
     out: list[ProblemCount] = []
     for start in range(0, len(examples), chunk):
         part = list(examples[start:start + chunk])

@@ -41,7 +41,9 @@ class Sample:
     """One sampled response with what the learner and the diagnostics need."""
 
     token_ids: list[int]
-    logprobs: list[float]  # sampled tokens' log-probs under the sampling policy (temperature applied)
+    # The sampled tokens' log-probs under the sampling policy (temperature applied); empty unless
+    # rollout.top_logprobs asked for them (the learner recomputes its own)
+    logprobs: list[float]
     top_ids: list[list[int]]  # [len][k] ids of the top-k candidates at each position (rank order)
     top_logprobs: list[list[float]]  # [len][k] their log-probs
     text: str

@@ -25,7 +25,7 @@ def test_section_validates_loudly() -> None:
     with pytest.raises(ValueError, match="job_id"):
         RolloutJob(job_id="", model_path="/m", redis_url="r", verifier_url="v", max_staleness=0, seed=0)
     sp = sampling_kwargs(section, 5)
-    assert sp["n"] == 5 and sp["logprobs"] == 0 and sp["stop"] == ["###"]  # the sampled token's only
+    assert sp["n"] == 5 and sp["logprobs"] is None and sp["stop"] == ["###"]  # no log-probs unless asked for
     assert engine_kwargs("/m", section, seed=3)["model"] == "/m"
 
 

@@ -108,7 +108,7 @@ def test_weight_update_changes_then_restores_logprobs(engine: Engine, hf_model, 
 
 @pytest.mark.slow
 def test_bad_updates_are_refused_and_engine_keeps_serving(engine: Engine, tiny_model_dir: Path) -> None:
-    sp = dict(n=1, sampling=RolloutSection(max_tokens=6), seed=3)
+    sp = dict(n=1, sampling=RolloutSection(max_tokens=6, top_logprobs=0), seed=3)
     reference = engine.generate(PROMPTS[:1], **sp)[0].samples[0]
     good = load_checkpoint(tiny_model_dir)
     name = "model.layers.0.self_attn.q_proj.weight"
@@ -159,3 +159,16 @@ def test_not_a_model_directory_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(EngineLoadError, match="safetensors"):
         Engine(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_no_logprobs_by_default_and_the_same_samples(engine: Engine) -> None:
+    # rollout.top_logprobs None (the default) skips vLLM's log-prob processing: nothing else changes.
+    assert RolloutSection().top_logprobs is None
+    plain = engine.generate(PROMPTS[:2], 3, sampling=RolloutSection(max_tokens=10), seed=5)
+    scored = engine.generate(PROMPTS[:2], 3, sampling=RolloutSection(max_tokens=10, top_logprobs=0), seed=5)
+    for p, s in zip(plain, scored):
+        assert [x.token_ids for x in p.samples] == [x.token_ids for x in s.samples]
+        assert [x.text for x in p.samples] == [x.text for x in s.samples]
+        assert all(x.logprobs == [] and x.top_ids == [] for x in p.samples)
+        assert all(len(x.logprobs) == len(x.token_ids) for x in s.samples)
