@@ -262,7 +262,7 @@ class RolloutWorker:
     def evaluate(self, prompts: Sequence[str], golds: Sequence[str], tasks: Sequence[str], n: int
                  ) -> list[tuple[int, float]]:
         """(correct samples, mean response tokens) per prompt: n samples each with the newest
-        published weights and this job's sampling settings (no top-k log-probs), graded by the
+        published weights and this job's sampling settings (no log-probs), graded by the
         verifier service. The training loop's pass@K evaluation (trainer.eval_every) uses it."""
         sampling = self.config.model_copy(update={"top_logprobs": None})
         with self._engine_lock:
