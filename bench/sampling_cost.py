@@ -21,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rollout.config import RolloutSection  # noqa: E402
 from bench.e2e_support import cpu_model  # noqa: E402
 from bench.rollout_overhead import stdout_to_stderr  # noqa: E402
+from rollout.config import RolloutSection  # noqa: E402
 from rollout.engine import Engine  # noqa: E402
 
 

@@ -261,17 +261,15 @@ class Engine:
         logprobs: list[float] = []
         top_ids: list[list[int]] = []
         top_lps: list[list[float]] = []
-        if k is None:
-            return Sample(token_ids=ids, logprobs=logprobs, top_ids=top_ids, top_logprobs=top_lps,
-                          text=completion.text, finish_reason=str(completion.finish_reason or "abort"))
-        for tok, pos in zip(ids, completion.logprobs or []):
-            logprobs.append(float(pos[tok].logprob))
-            ranked = sorted((lp for lp in pos.items() if lp[1].rank is not None and lp[1].rank <= k),
-                            key=lambda item: item[1].rank)
-            top_ids.append([t for t, _ in ranked][:k])
-            top_lps.append([float(lp.logprob) for _, lp in ranked][:k])
-        if len(logprobs) != len(ids):
-            raise RuntimeError(f"vLLM returned {len(logprobs)} log-prob rows for {len(ids)} tokens")
+        if k is not None:
+            for tok, pos in zip(ids, completion.logprobs or []):
+                logprobs.append(float(pos[tok].logprob))
+                ranked = sorted((lp for lp in pos.items() if lp[1].rank is not None and lp[1].rank <= k),
+                                key=lambda item: item[1].rank)
+                top_ids.append([t for t, _ in ranked][:k])
+                top_lps.append([float(lp.logprob) for _, lp in ranked][:k])
+            if len(logprobs) != len(ids):
+                raise RuntimeError(f"vLLM returned {len(logprobs)} log-prob rows for {len(ids)} tokens")
         return Sample(token_ids=ids, logprobs=logprobs, top_ids=top_ids, top_logprobs=top_lps,
                       text=completion.text, finish_reason=str(completion.finish_reason or "abort"))
 

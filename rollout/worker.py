@@ -128,13 +128,14 @@ class RolloutWorker:
             return None
         version = self.engine.version
         counts = [g.n if g.n > 0 else self.config.n for g in groups]
+        samples = sum(counts)
         t0 = time.perf_counter()
-        with self._engine_lock, self.marks.generating(self.worker_id, self._expected_generate_s(sum(counts))):
+        with self._engine_lock, self.marks.generating(self.worker_id, self._expected_generate_s(samples)):
             results = self.engine.generate(
                 # pre-tokenised ids, else chat messages (the engine applies the chat template), else text
                 [g.prompt_token_ids or g.messages or g.prompt for g in groups], counts, sampling=self.config)
         generate_s = self._last_generate_s = time.perf_counter() - t0
-        self._last_generate_samples = sum(counts)
+        self._last_generate_samples = samples
         self.metrics.generate_s += generate_s
         return batch, results, version, generate_s
 
